@@ -1,0 +1,80 @@
+"""Settings: CLI flags, then JARVIS_DNS_* environment variables, then defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jarvis_dns.errors import ConfigError
+
+DEFAULT_HTTP = "127.0.0.1:9000"
+DEFAULT_DNS = "127.0.0.1:9053"
+DEFAULT_DOMAIN = "jarvis.internal"
+DEFAULT_DATA_DIR = "./.jarvis-dns"
+# RFC 6891 / DNS flag day 2020: 1232 bytes avoids IP fragmentation on any path.
+DEFAULT_MAX_UDP = 1232
+ENV_PREFIX = "JARVIS_DNS_"
+
+
+@dataclass(slots=True)
+class Config:
+    http: str = DEFAULT_HTTP
+    dns: list[str] = field(default_factory=lambda: [DEFAULT_DNS])
+    domain: str = DEFAULT_DOMAIN
+    store: str = ""  # empty: sqlite:///<data_dir>/registry.db
+    data_dir: str = DEFAULT_DATA_DIR
+    zones_dir: str = "zones"
+    log_level: str = "info"
+    log_format: str = "text"
+    dns_ttl: int = 5
+    dns_negative_ttl: int = 5
+    max_udp_size: int = DEFAULT_MAX_UDP
+    upstreams: list[str] = field(default_factory=list)
+    upstream_timeout_s: float = 2.0
+    check_interval_s: float = 60.0
+    check_timeout_s: float = 5.0
+    active_checks: bool = True
+    checks_in_flight: int = 256
+    deregister_after_s: float = 600.0
+    self_preservation_threshold: float = 0.5
+    event_log_size: int = 10_000
+    liveness_flush_s: float = 1.0
+    max_body_bytes: int = 64 * 1024
+    dns_fast_path: bool = True
+
+    @property
+    def zone(self) -> str:
+        """The registry zone as an absolute, lower-case name ending in a dot."""
+        return self.domain.strip(".").lower() + "."
+
+    def store_url(self) -> str:
+        if self.store:
+            return self.store
+        return f"sqlite:///{Path(self.data_dir).resolve() / 'registry.db'}"
+
+
+def split_hostport(value: str, default_port: int) -> tuple[str, int]:
+    """'h:p', '[v6]:p', 'h' or ':p' -> (host, port); raises ConfigError."""
+    host, port = value, default_port
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            raise ConfigError(f"bad address {value!r}: missing ']'")
+        host, rest = value[1:end], value[end + 1 :]
+        if rest.startswith(":"):
+            port = _port(value, rest[1:])
+    elif value.count(":") == 1:
+        host, raw = value.split(":")
+        port = _port(value, raw)
+    return host or "127.0.0.1", port
+
+
+def _port(value: str, raw: str) -> int:
+    if not raw.isdigit() or not 0 <= int(raw) <= 65535:
+        raise ConfigError(f"bad address {value!r}: port must be 0-65535")
+    return int(raw)
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(ENV_PREFIX + name.upper(), default)

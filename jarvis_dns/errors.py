@@ -1,0 +1,91 @@
+"""The exceptions of jarvis-dns.
+
+    JarvisError
+    ├── RequestError              bad input; carries an HTTP status, a code and a field
+    │   ├── ValidationError       400: a field is missing or out of its rule
+    │   ├── NotFound              404: no such service or instance
+    │   ├── Conflict              409: the request contradicts the stored state
+    │   ├── PayloadTooLarge       413: body over the limit
+    │   ├── UnsupportedMediaType  415: body is not JSON
+    │   └── Unprocessable         422: well-formed but cannot be applied
+    ├── StoreError                the persistence layer failed (disk, etcd)
+    ├── ConfigError               a setting is unusable (port taken, dir unwritable)
+    └── ZoneError                 a zone file does not parse (file and line)
+    RegistryUnavailable(JarvisError, ConnectionError)
+                                  client side: no registry server answered
+"""
+
+from __future__ import annotations
+
+
+class JarvisError(Exception):
+    """Base of every jarvis-dns error."""
+
+
+class RequestError(JarvisError):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, field: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        if code is not None:
+            self.code = code
+
+    def to_dict(self) -> dict[str, object]:
+        body: dict[str, object] = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        return {"error": body}
+
+
+class ValidationError(RequestError):
+    status = 400
+    code = "invalid"
+
+
+class NotFound(RequestError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(RequestError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+    code = "too_large"
+
+
+class UnsupportedMediaType(RequestError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class Unprocessable(RequestError):
+    status = 422
+    code = "unprocessable"
+
+
+class StoreError(JarvisError):
+    """The store could not read or write."""
+
+
+class ConfigError(JarvisError):
+    """A setting cannot be used; the message is one line for the operator."""
+
+
+class ZoneError(JarvisError):
+    """A zone file is broken; the message names the file and line."""
+
+    def __init__(self, message: str, path: str = "", line: int = 0):
+        super().__init__(f"{path}:{line}: {message}" if path else message)
+        self.path = path
+        self.line = line
+
+
+class RegistryUnavailable(JarvisError, ConnectionError):
+    """No registry server answered (client side)."""

@@ -1,0 +1,220 @@
+"""Discovery requirements and selection strategies (pure).
+
+Requirements are a JSON object. For each key:
+
+* ``busy`` and ``status`` mean the instance's own fields; any other key is looked up in
+  its metadata (``"a.b"`` reaches into nested objects when no key ``"a.b"`` exists).
+* a scalar means equal (or, when the instance holds a list, "the list contains it");
+* a list means the instance's list contains every item;
+* an object of ``$`` operators applies each (``$eq $ne $gt $gte $lt $lte $in $nin
+  $contains $exists``).
+
+Matching is strict: no match means none, never a fallback to "anything". The same
+code runs on the server (over Instances) and in the client (over JSON dicts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
+
+from jarvis_dns.errors import ValidationError
+from jarvis_dns.models import Instance, JSONObject
+
+STRATEGIES = ("round_robin", "random", "weighted", "least_loaded", "consistent_hash")
+DEFAULT_STRATEGY = "round_robin"
+OWN_FIELDS = ("busy", "status")
+
+_MISSING = object()
+
+
+class Candidate(Protocol):
+    """Anything matching can look at: an Instance or its JSON dict."""
+
+
+C = TypeVar("C", Instance, Mapping[str, Any])
+Predicate = Callable[[Any], bool]
+
+
+def _field(candidate: Instance | Mapping[str, Any], name: str) -> Any:
+    if isinstance(candidate, Instance):
+        if name == "status":
+            return candidate.status.value
+        return getattr(candidate, name)
+    value = candidate.get(name, _MISSING)
+    if name == "weight" and value is _MISSING:
+        return 100
+    return value
+
+
+def _metadata_value(metadata: Mapping[str, Any], key: str) -> Any:
+    if key in metadata:
+        return metadata[key]
+    node: Any = metadata
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _value(candidate: Instance | Mapping[str, Any], key: str) -> Any:
+    if key in OWN_FIELDS:
+        return _field(candidate, key)
+    metadata = _field(candidate, "metadata")
+    if not isinstance(metadata, Mapping):
+        return _MISSING
+    return _metadata_value(metadata, key)
+
+
+def _compare(op: str, have: Any, want: Any) -> bool:
+    if isinstance(have, bool) or isinstance(want, bool):
+        return False  # ordering booleans is a bug in the requirement, not a match
+    try:
+        if op == "$gt":
+            return bool(have > want)
+        if op == "$gte":
+            return bool(have >= want)
+        if op == "$lt":
+            return bool(have < want)
+        return bool(have <= want)
+    except TypeError:
+        return False
+
+
+def _contains(have: Any, item: Any) -> bool:
+    if isinstance(have, list):
+        return item in have
+    if isinstance(have, str) and isinstance(item, str):
+        return item in have
+    return False
+
+
+def _equal(have: Any, want: Any) -> bool:
+    # JSON has one number type: 1 == 1.0, but True is not 1.
+    if isinstance(have, bool) != isinstance(want, bool):
+        return False
+    return bool(have == want)
+
+
+def _apply_operator(op: str, have: Any, want: Any) -> bool:
+    if op == "$exists":
+        return (have is not _MISSING) == bool(want)
+    if have is _MISSING:
+        return op == "$ne" or op == "$nin"
+    if op == "$eq":
+        return _equal(have, want)
+    if op == "$ne":
+        return not _equal(have, want)
+    if op in ("$gt", "$gte", "$lt", "$lte"):
+        return _compare(op, have, want)
+    if op == "$in":
+        return any(_equal(have, w) for w in want)
+    if op == "$nin":
+        return not any(_equal(have, w) for w in want)
+    return _contains(have, want)  # $contains
+
+
+_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$contains", "$exists")
+
+
+def _check_operators(key: str, ops: Mapping[str, Any]) -> None:
+    for op, operand in ops.items():
+        if op not in _OPERATORS:
+            raise ValidationError(f"unknown operator {op!r}", field=f"requirements.{key}")
+        if op in ("$in", "$nin") and not isinstance(operand, list):
+            raise ValidationError(f"{op} takes a list", field=f"requirements.{key}")
+        if op == "$exists" and not isinstance(operand, bool):
+            raise ValidationError("$exists takes true or false", field=f"requirements.{key}")
+
+
+def _is_operator_object(want: Any) -> bool:
+    return isinstance(want, Mapping) and bool(want) and all(k.startswith("$") for k in want)
+
+
+def _clause(key: str, want: Any) -> Predicate:
+    if _is_operator_object(want):
+        _check_operators(key, want)
+        ops = list(want.items())
+        return lambda c: all(_apply_operator(op, _value(c, key), w) for op, w in ops)
+    if isinstance(want, list):
+        items = list(want)
+        return lambda c: all(_contains(_value(c, key), i) for i in items) and isinstance(
+            _value(c, key), list
+        )
+
+    def scalar(c: Any) -> bool:
+        have = _value(c, key)
+        if isinstance(have, list) and not isinstance(want, list):
+            return _contains(have, want)
+        return _equal(have, want)
+
+    return scalar
+
+
+def compile_requirements(requirements: JSONObject | None) -> Predicate:
+    """Turn requirements into a predicate; malformed ones raise ValidationError."""
+    if requirements is None:
+        return lambda c: True
+    if not isinstance(requirements, Mapping):
+        raise ValidationError("requirements must be a JSON object", field="requirements")
+    clauses = [_clause(str(k), v) for k, v in requirements.items()]
+    return lambda c: all(clause(c) for clause in clauses)
+
+
+def check_strategy(strategy: str | None, key: str | None) -> str:
+    """Validate a strategy name (and its key); returns the name to use."""
+    name = strategy or DEFAULT_STRATEGY
+    if name not in STRATEGIES:
+        raise ValidationError(f"strategy must be one of {', '.join(STRATEGIES)}", "strategy")
+    if name == "consistent_hash" and not key:
+        raise ValidationError("consistent_hash needs a key", field="key")
+    return name
+
+
+def _candidate_key(c: Instance | Mapping[str, Any]) -> str:
+    return f"{_field(c, 'service_type')}/{_field(c, 'instance_id')}"
+
+
+def load_of(c: Instance | Mapping[str, Any]) -> float:
+    """Load score for least_loaded: metrics.load, else cpu_usage, else connections."""
+    metrics = _field(c, "metrics")
+    if not isinstance(metrics, Mapping):
+        return 0.0
+    for name in ("load", "cpu_usage", "connections"):
+        value = metrics.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    return 0.0
+
+
+def _rendezvous(key: str, c: Instance | Mapping[str, Any]) -> bytes:
+    return hashlib.blake2b(f"{key}\x00{_candidate_key(c)}".encode(), digest_size=8).digest()
+
+
+class Selector:
+    """Chooses one instance among candidates; keeps round-robin cursors per service."""
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self._rng = rng or random.Random()
+        self._cursors: dict[str, itertools.count[int]] = {}
+
+    def select(self, strategy: str, candidates: Sequence[C], key: str | None = None) -> C | None:
+        if not candidates:
+            return None
+        ordered = sorted(candidates, key=_candidate_key)
+        if strategy == "random":
+            return self._rng.choice(ordered)
+        if strategy == "weighted":
+            weights = [max(1, int(_field(c, "weight") or 1)) for c in ordered]
+            return self._rng.choices(ordered, weights=weights, k=1)[0]
+        if strategy == "least_loaded":
+            return min(ordered, key=lambda c: (bool(_field(c, "busy")), load_of(c)))
+        if strategy == "consistent_hash":
+            return max(ordered, key=lambda c: _rendezvous(key or "", c))
+        service = str(_field(ordered[0], "service_type"))
+        cursor = self._cursors.setdefault(service, itertools.count())
+        return ordered[next(cursor) % len(ordered)]

@@ -1,0 +1,232 @@
+"""Plain typed data of the registry: instances, checks, statuses and events.
+
+No I/O lives here; every other layer passes these around.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+JSONObject = dict[str, Any]
+InstanceId = int | str
+
+DEFAULT_WEIGHT = 100
+# Clients heartbeat every 10 s; three missed beats make an instance dead.
+DEFAULT_TTL_S = 30.0
+# Dead instances linger ten minutes so a flapping host keeps its identity.
+DEFAULT_DEREGISTER_AFTER_S = 600.0
+
+
+class Status(enum.StrEnum):
+    ACTIVE = "active"
+    DEAD = "dead"
+    MAINTENANCE = "maintenance"
+
+
+class EventKind(enum.StrEnum):
+    REGISTERED = "registered"
+    UPDATED = "updated"
+    HEARTBEAT_RESUMED = "heartbeat resumed"
+    BUSY = "busy"
+    IDLE = "idle"
+    CHECK_FAILED = "check failed"
+    CHECK_PASSED = "check passed"
+    TTL_EXPIRED = "ttl expired"
+    DEAD = "dead"
+    ACTIVE = "active"
+    MAINTENANCE = "maintenance"
+    REMOVED = "removed"
+    DEREGISTERED = "deregistered"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """An active health check run by the health monitor."""
+
+    type: Literal["http", "tcp"] = "http"
+    path: str = "/health"
+    interval_s: float = 60.0
+    timeout_s: float = 5.0
+    failures_before_dead: int = 3
+    successes_before_active: int = 1
+
+    def to_dict(self) -> JSONObject:
+        return {
+            "type": self.type,
+            "path": self.path,
+            "interval_s": self.interval_s,
+            "timeout_s": self.timeout_s,
+            "failures_before_dead": self.failures_before_dead,
+            "successes_before_active": self.successes_before_active,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSpec:
+    """What a client asks to register: validated, not yet stored."""
+
+    service_type: str
+    instance_id: InstanceId
+    host: str
+    port: int
+    metadata: JSONObject = field(default_factory=dict)
+    weight: int = DEFAULT_WEIGHT
+    busy: bool = False
+    status: Status = Status.ACTIVE
+    ttl_s: float = DEFAULT_TTL_S
+    check: Check | None = None
+    deregister_after_s: float | None = None
+
+
+def instance_key(instance_id: InstanceId) -> str:
+    """The string form of an instance id used in keys and DNS labels."""
+    return str(instance_id)
+
+
+@dataclass(slots=True)
+class Instance:
+    """One registered instance as the registry keeps it.
+
+    Owned and mutated only by the Registry; everyone else reads.
+    """
+
+    service_type: str
+    instance_id: InstanceId
+    host: str
+    port: int
+    metadata: JSONObject
+    weight: int
+    busy: bool
+    status: Status
+    ttl_s: float
+    check: Check | None
+    deregister_after_s: float | None
+    registered_at: float
+    last_heartbeat: float
+    status_since: float
+    metrics: JSONObject = field(default_factory=dict)
+    check_output: str = ""
+    create_index: int = 0
+    modify_index: int = 0
+
+    @property
+    def key(self) -> str:
+        return instance_key(self.instance_id)
+
+    @property
+    def live(self) -> bool:
+        return self.status is Status.ACTIVE
+
+    def copy(self) -> Instance:
+        return copy.deepcopy(self)
+
+    def to_dict(self) -> JSONObject:
+        """The public JSON shape (HTTP, events, storage)."""
+        return {
+            "service_type": self.service_type,
+            "instance_id": self.instance_id,
+            "host": self.host,
+            "port": self.port,
+            "metadata": self.metadata,
+            "weight": self.weight,
+            "busy": self.busy,
+            "status": self.status.value,
+            "ttl_s": self.ttl_s,
+            "check": self.check.to_dict() if self.check else None,
+            "deregister_after_s": self.deregister_after_s,
+            "registered_at": self.registered_at,
+            "last_heartbeat": self.last_heartbeat,
+            "status_since": self.status_since,
+            "metrics": self.metrics,
+            "check_output": self.check_output,
+            "create_index": self.create_index,
+            "modify_index": self.modify_index,
+        }
+
+    @classmethod
+    def from_dict(cls, d: JSONObject) -> Instance:
+        """Inverse of to_dict, for data this program wrote itself."""
+        check = d.get("check")
+        return cls(
+            service_type=d["service_type"],
+            instance_id=d["instance_id"],
+            host=d["host"],
+            port=int(d["port"]),
+            metadata=dict(d.get("metadata") or {}),
+            weight=int(d.get("weight", DEFAULT_WEIGHT)),
+            busy=bool(d.get("busy", False)),
+            status=Status(d.get("status", "active")),
+            ttl_s=float(d.get("ttl_s", DEFAULT_TTL_S)),
+            check=Check(**check) if check else None,
+            deregister_after_s=d.get("deregister_after_s"),
+            registered_at=float(d["registered_at"]),
+            last_heartbeat=float(d["last_heartbeat"]),
+            status_since=float(d["status_since"]),
+            metrics=dict(d.get("metrics") or {}),
+            check_output=str(d.get("check_output", "")),
+            create_index=int(d.get("create_index", 0)),
+            modify_index=int(d.get("modify_index", 0)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One transition of one instance, kept in the bounded event log."""
+
+    index: int
+    time: float
+    kind: EventKind
+    service_type: str
+    instance_id: InstanceId
+    old_status: Status | None
+    new_status: Status | None
+    reason: str
+
+    def to_dict(self) -> JSONObject:
+        return {
+            "index": self.index,
+            "time": self.time,
+            "kind": self.kind.value,
+            "service_type": self.service_type,
+            "instance_id": self.instance_id,
+            "old_status": self.old_status.value if self.old_status else None,
+            "new_status": self.new_status.value if self.new_status else None,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, d: JSONObject) -> Event:
+        old, new = d.get("old_status"), d.get("new_status")
+        return cls(
+            index=int(d["index"]),
+            time=float(d["time"]),
+            kind=EventKind(d["kind"]),
+            service_type=d["service_type"],
+            instance_id=d["instance_id"],
+            old_status=Status(old) if old else None,
+            new_status=Status(new) if new else None,
+            reason=str(d.get("reason", "")),
+        )
+
+
+@dataclass(slots=True)
+class Batch:
+    """One atomic write to a store: what changed and the change index after it."""
+
+    puts: list[Instance] = field(default_factory=list)
+    deletes: list[tuple[str, str]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    index: int = 0
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """Everything a store kept, handed to the registry at start."""
+
+    instances: list[Instance] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    index: int = 0
+    service_indexes: dict[str, int] = field(default_factory=dict)

@@ -1,0 +1,240 @@
+"""Turn untrusted JSON into typed commands, or raise ValidationError naming the field.
+
+Pure: the HTTP layers call these before anything touches the registry, so a bad
+request can never leave half a change behind.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from jarvis_dns.errors import ValidationError
+from jarvis_dns.models import (
+    DEFAULT_TTL_S,
+    DEFAULT_WEIGHT,
+    Check,
+    InstanceId,
+    InstanceSpec,
+    JSONObject,
+    Status,
+)
+
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+MAX_METADATA_BYTES = 16 * 1024  # fits many TXT strings, small enough to keep 100k in RAM
+MAX_METADATA_DEPTH = 8
+MAX_TTL_S = 86_400.0
+MIN_TTL_S = 1.0
+MIN_CHECK_INTERVAL_S = 1.0  # faster probing would be a self-inflicted DoS
+
+REGISTER_FIELDS = frozenset(
+    {
+        "service_type",
+        "instance_id",
+        "host",
+        "port",
+        "metadata",
+        "weight",
+        "busy",
+        "status",
+        "ttl_s",
+        "check",
+        "deregister_after_s",
+    }
+)
+
+
+def require_object(body: Any, field: str | None = None) -> JSONObject:
+    if not isinstance(body, dict):
+        raise ValidationError("must be a JSON object", field=field or "body")
+    return body
+
+
+def service_type(value: Any, field: str = "service_type") -> str:
+    if not isinstance(value, str) or not value:
+        raise ValidationError("must be a non-empty string", field=field)
+    folded = value.lower()
+    if not _LABEL.match(folded):
+        raise ValidationError(
+            "must be a DNS label: a-z, 0-9 and '-', 1-63 characters, no leading or "
+            "trailing '-'",
+            field=field,
+        )
+    return folded
+
+
+def instance_id(value: Any, field: str = "instance_id") -> InstanceId:
+    if isinstance(value, bool):
+        raise ValidationError("must be an integer >= 0 or a DNS label", field=field)
+    if isinstance(value, int):
+        if value < 0:
+            raise ValidationError("must be an integer >= 0 or a DNS label", field=field)
+        return value
+    if isinstance(value, str) and value:
+        if value.isascii() and value.isdigit():
+            return int(value)  # "7" and 7 are the same instance: one DNS label
+        folded = value.lower()
+        if _LABEL.match(folded):
+            return folded
+    raise ValidationError("must be an integer >= 0 or a DNS label", field=field)
+
+
+def host(value: Any, field: str = "host") -> str:
+    if not isinstance(value, str) or not value:
+        raise ValidationError("must be an IP address or a hostname", field=field)
+    try:
+        return str(ipaddress.ip_address(value.strip("[]")))
+    except ValueError:
+        pass
+    name = value.rstrip(".")
+    if len(name) > 253 or not all(_HOST_LABEL.match(p) for p in name.split(".")):
+        raise ValidationError("must be an IP address or a hostname", field=field)
+    return name.lower()
+
+
+def integer(value: Any, field: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValidationError(f"must be an integer from {low} to {high}", field=field)
+    return value
+
+
+def number(value: Any, field: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError(f"must be a number from {low:g} to {high:g}", field=field)
+    if not math.isfinite(value) or not low <= value <= high:
+        raise ValidationError(f"must be a number from {low:g} to {high:g}", field=field)
+    return float(value)
+
+
+def boolean(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError("must be true or false", field=field)
+    return value
+
+
+def status(value: Any, field: str = "status") -> Status:
+    try:
+        return Status(value)
+    except ValueError:
+        raise ValidationError("must be active, dead or maintenance", field=field) from None
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+def json_object(value: Any, field: str, max_bytes: int = MAX_METADATA_BYTES) -> JSONObject:
+    if not isinstance(value, dict):
+        raise ValidationError("must be a JSON object", field=field)
+    if _depth(value) > MAX_METADATA_DEPTH:
+        raise ValidationError(f"nests deeper than {MAX_METADATA_DEPTH} levels", field=field)
+    try:
+        size = len(json.dumps(value, separators=(",", ":"), allow_nan=False).encode())
+    except ValueError:
+        raise ValidationError("holds a number JSON cannot carry", field=field) from None
+    if size > max_bytes:
+        raise ValidationError(f"is {size} bytes encoded; the limit is {max_bytes}", field=field)
+    return value
+
+
+def check(value: Any, field: str = "check") -> Check | None:
+    if value is None:
+        return None
+    body = require_object(value, field)
+    unknown = set(body) - set(Check.__dataclass_fields__)
+    if unknown:
+        raise ValidationError("unknown field", field=f"{field}.{sorted(unknown)[0]}")
+    kind = body.get("type", "http")
+    if kind not in ("http", "tcp"):
+        raise ValidationError("must be http or tcp", field=f"{field}.type")
+    path = body.get("path", "/health")
+    if not isinstance(path, str) or not path.startswith("/") or len(path) > 1024:
+        raise ValidationError("must be a path starting with '/'", field=f"{field}.path")
+    return Check(
+        type=kind,
+        path=path,
+        interval_s=number(
+            body.get("interval_s", 60), f"{field}.interval_s", MIN_CHECK_INTERVAL_S, 86_400
+        ),
+        timeout_s=number(body.get("timeout_s", 5), f"{field}.timeout_s", 0.05, 300),
+        failures_before_dead=integer(
+            body.get("failures_before_dead", 3), f"{field}.failures_before_dead", 1, 100
+        ),
+        successes_before_active=integer(
+            body.get("successes_before_active", 1), f"{field}.successes_before_active", 1, 100
+        ),
+    )
+
+
+def _weight(body: Mapping[str, Any], metadata: JSONObject) -> int:
+    if "weight" in body:
+        return integer(body["weight"], "weight", 1, 65535)
+    if "weight" in metadata:
+        return integer(metadata["weight"], "metadata.weight", 1, 65535)
+    return DEFAULT_WEIGHT
+
+
+def _required(body: Mapping[str, Any], name: str) -> Any:
+    if name not in body or body[name] is None:
+        raise ValidationError("is required", field=name)
+    return body[name]
+
+
+def register_body(body: Any, peer: str | None) -> InstanceSpec:
+    """Validate a v1 registration body; `peer` fills a missing host."""
+    body = require_object(body)
+    unknown = set(body) - REGISTER_FIELDS
+    if unknown:
+        raise ValidationError("unknown field", field=sorted(unknown)[0])
+    metadata = json_object(body.get("metadata") or {}, "metadata")
+    raw_host = body.get("host")
+    if raw_host is None:
+        if not peer:
+            raise ValidationError("is required (the peer address is unknown)", field="host")
+        raw_host = peer
+    dereg = body.get("deregister_after_s")
+    return InstanceSpec(
+        service_type=service_type(_required(body, "service_type")),
+        instance_id=instance_id(_required(body, "instance_id")),
+        host=host(raw_host),
+        port=integer(_required(body, "port"), "port", 1, 65535),
+        metadata=metadata,
+        weight=_weight(body, metadata),
+        busy=boolean(body.get("busy", False), "busy"),
+        status=status(body.get("status", "active")),
+        ttl_s=number(body.get("ttl_s", DEFAULT_TTL_S), "ttl_s", MIN_TTL_S, MAX_TTL_S),
+        check=check(body.get("check")),
+        deregister_after_s=None
+        if dereg is None
+        else number(dereg, "deregister_after_s", 0, 30 * 86_400),
+    )
+
+
+def optional_busy(body: Mapping[str, Any]) -> bool | None:
+    value = body.get("busy")
+    return None if value is None else boolean(value, "busy")
+
+
+def optional_metrics(body: Mapping[str, Any]) -> JSONObject | None:
+    value = body.get("metrics")
+    return None if value is None else json_object(value, "metrics", 4096)
+
+
+def optional_status(body: Mapping[str, Any]) -> Status | None:
+    value = body.get("status")
+    return None if value is None else status(value)
+
+
+def only_fields(body: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    unknown = set(body) - allowed
+    if unknown:
+        raise ValidationError("unknown field", field=sorted(unknown)[0])
