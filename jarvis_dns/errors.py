@@ -1,18 +1,18 @@
 """The exceptions of jarvis-dns.
 
-    JarvisError
-    ├── RequestError              bad input; carries an HTTP status, a code and a field
-    │   ├── ValidationError       400: a field is missing or out of its rule
-    │   ├── NotFound              404: no such service or instance
-    │   ├── Conflict              409: the request contradicts the stored state
-    │   ├── PayloadTooLarge       413: body over the limit
-    │   ├── UnsupportedMediaType  415: body is not JSON
-    │   └── Unprocessable         422: well-formed but cannot be applied
-    ├── StoreError                the persistence layer failed (disk, etcd)
-    ├── ConfigError               a setting is unusable (port taken, dir unwritable)
-    └── ZoneError                 a zone file does not parse (file and line)
-    RegistryUnavailable(JarvisError, ConnectionError)
-                                  client side: no registry server answered
+JarvisError
+├── RequestError              bad input; carries an HTTP status, a code and a field
+│   ├── ValidationError       400: a field is missing or out of its rule
+│   ├── NotFound              404: no such service or instance
+│   ├── Conflict              409: the request contradicts the stored state
+│   ├── PayloadTooLarge       413: body over the limit
+│   ├── UnsupportedMediaType  415: body is not JSON
+│   └── Unprocessable         422: well-formed but cannot be applied
+├── StoreError                the persistence layer failed (disk, etcd)
+├── ConfigError               a setting is unusable (port taken, dir unwritable)
+└── ZoneError                 a zone file does not parse (file and line)
+RegistryUnavailable(JarvisError, ConnectionError)
+                              client side: no registry server answered
 """
 
 from __future__ import annotations

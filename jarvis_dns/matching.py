@@ -142,8 +142,8 @@ def _clause(key: str, want: Any) -> Predicate:
         return lambda c: all(_apply_operator(op, _value(c, key), w) for op, w in ops)
     if isinstance(want, list):
         items = list(want)
-        return lambda c: all(_contains(_value(c, key), i) for i in items) and isinstance(
-            _value(c, key), list
+        return lambda c: (
+            all(_contains(_value(c, key), i) for i in items) and isinstance(_value(c, key), list)
         )
 
     def scalar(c: Any) -> bool:

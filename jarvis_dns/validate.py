@@ -61,8 +61,7 @@ def service_type(value: Any, field: str = "service_type") -> str:
     folded = value.lower()
     if not _LABEL.match(folded):
         raise ValidationError(
-            "must be a DNS label: a-z, 0-9 and '-', 1-63 characters, no leading or "
-            "trailing '-'",
+            "must be a DNS label: a-z, 0-9 and '-', 1-63 characters, no leading or trailing '-'",
             field=field,
         )
     return folded

@@ -1,0 +1,187 @@
+"""Composition root: config -> store -> registry -> health -> DNS + HTTP.
+
+The only module that names store backends. Owns start-up order, the liveness flusher,
+signals and graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from jarvis_dns.config import Config, split_hostport
+from jarvis_dns.dns.server import DnsServer
+from jarvis_dns.errors import ConfigError, JarvisError, StoreError
+from jarvis_dns.health import HealthMonitor
+from jarvis_dns.http.blocking import IndexWaiter
+from jarvis_dns.http.common import Context, Hooks
+from jarvis_dns.http.routes import make_web_app
+from jarvis_dns.registry import Registry
+from jarvis_dns.store.base import Store
+from jarvis_dns.store.memory import MemoryStore
+from jarvis_dns.store.sqlite import SqliteStore
+
+log = logging.getLogger("jarvis_dns")
+
+
+def open_store(config: Config) -> Store:
+    url = config.store_url()
+    if url == "memory://":
+        return MemoryStore(config.event_log_size)
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite://"))
+        _check_writable(path.parent)
+        return SqliteStore(path, config.event_log_size)
+    raise ConfigError(f"unknown store {url!r}: use memory:// or sqlite:///path")
+
+
+def _check_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"data dir {directory} is not writable: {exc.strerror}") from None
+
+
+class App:
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.store = open_store(config)
+        self.registry = Registry(clock, journal=self.store, event_log_size=config.event_log_size)
+        self.registry.restore(self.store.load())
+        self.waiter = IndexWaiter(self.registry)
+        self.dns = DnsServer(self.registry, config)
+        self.health = HealthMonitor(self.registry, config, clock=clock)
+        self._runner: web.AppRunner | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self.http_port = 0
+
+    @property
+    def http_url(self) -> str:
+        host, _ = split_hostport(self.config.http, 9000)
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.http_port}"
+
+    @property
+    def dns_addresses(self) -> list[tuple[str, int]]:
+        return self.dns.addresses
+
+    def web_app(self) -> web.Application:
+        return make_web_app(Context(self.registry, self.config, self.waiter, self._hooks()))
+
+    def _hooks(self) -> Hooks:
+        return Hooks(
+            health_status=self.health.status,
+            dns_stats=self.dns.stats,
+            reload_zones=self.dns.reload_zones,
+            clear_self_preservation=self.health.clear_self_preservation,
+        )
+
+    async def start(self) -> None:
+        await self._start_http()
+        try:
+            await self.dns.start()
+            await self.health.start()
+        except BaseException:
+            await self.stop()
+            raise
+        self._flusher = asyncio.create_task(self._flush_loop())
+        log.info(
+            "serving zone %s: http %s, dns %s, store %s, %d instances restored at index %d",
+            self.config.zone,
+            self.http_url,
+            " ".join(f"{h}:{p}" for h, p in self.dns_addresses),
+            self.config.store_url(),
+            self.registry.count(),
+            self.registry.index,
+        )
+
+    async def _start_http(self) -> None:
+        host, port = split_hostport(self.config.http, 9000)
+        self._runner = web.AppRunner(self.web_app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            raise _bind_error("HTTP", self.config.http, exc) from None
+        self.http_port = int(self._runner.addresses[0][1])
+
+    async def _flush_loop(self) -> None:
+        """Write heartbeat timestamps in batches: one transaction a second, not one a beat."""
+        while True:
+            await asyncio.sleep(self.config.liveness_flush_s)
+            self.flush()
+
+    def flush(self) -> None:
+        dirty = self.registry.drain_dirty()
+        if not dirty:
+            return
+        try:
+            self.store.write_liveness(dirty)
+        except StoreError as exc:
+            log.error("liveness flush failed, will retry: %s", exc)
+
+    async def stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.health.stop()
+        await self.dns.stop()
+        self.flush()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def reload_zones(self) -> None:
+        try:
+            zones = self.dns.reload_zones()
+            log.info("zones reloaded: %s", ", ".join(zones) or "none")
+        except JarvisError as exc:
+            log.error("zone reload failed, keeping the old data: %s", exc)
+
+
+def _bind_error(face: str, address: str, exc: OSError) -> ConfigError:
+    if exc.errno == errno.EADDRINUSE:
+        return ConfigError(f"{face} address {address} is already in use")
+    if exc.errno == errno.EACCES:
+        return ConfigError(f"{face} address {address}: permission denied")
+    return ConfigError(f"{face} address {address}: {exc.strerror or exc}")
+
+
+async def serve(config: Config, ready: Callable[[App], Any] | None = None) -> None:
+    """Run until SIGINT or SIGTERM; SIGHUP reloads zone files."""
+    app = App(config)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    try:
+        await app.start()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, app.reload_zones)
+        if ready is not None:
+            ready(app)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await app.stop()
+        app.close()
+        log.info("stopped at index %d", app.registry.index)

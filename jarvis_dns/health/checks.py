@@ -1,0 +1,158 @@
+"""Active checks: one small type per kind, each its own periodic task (Consul's design).
+
+A check starts after a random stagger within its interval (so a restart does not probe
+the whole fleet in the same second), never runs more often than MIN_INTERVAL_S, takes
+a slot from the shared limiter for each probe, and reports only through a one-method
+Notifier. Its output is capped at 4 KiB.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+import random
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+
+from jarvis_dns.health.limiter import Limiter
+from jarvis_dns.health.outcome import CheckResult, failure, interpret_http
+from jarvis_dns.models import Check
+
+log = logging.getLogger("jarvis_dns.health")
+
+MIN_INTERVAL_S = 1.0  # faster probing would be a self-inflicted DoS on the fleet
+# A health body is a small JSON document; reading more only costs memory.
+MAX_BODY_BYTES = 64 * 1024
+HEADERS = {"User-Agent": "jarvis-dns health check", "Accept": "application/json, */*"}
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What to probe, with the check's settings already resolved."""
+
+    service_type: str
+    instance_key: str
+    host: str
+    port: int
+    check: Check
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.service_type, self.instance_key)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{self.check.path}"
+
+
+class Notifier(Protocol):
+    def update(self, target: Target, result: CheckResult) -> None: ...
+
+
+class PeriodicCheck(abc.ABC):
+    """The schedule every check kind shares; subclasses only say how to probe."""
+
+    def __init__(
+        self, target: Target, notifier: Notifier, limiter: Limiter, rng: random.Random
+    ) -> None:
+        self.target = target
+        self._notifier = notifier
+        self._limiter = limiter
+        self._rng = rng
+        self._task: asyncio.Task[None] | None = None
+
+    @abc.abstractmethod
+    async def probe(self) -> CheckResult:
+        """One probe, without timeout handling; may raise OSError or aiohttp errors."""
+
+    async def run_once(self) -> CheckResult:
+        """One probe within the check's timeout; every failure becomes a result."""
+        timeout = self.target.check.timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.probe()
+        except TimeoutError:
+            return failure(f"timeout after {timeout:g}s")
+        except (OSError, EOFError, ValueError, aiohttp.ClientError) as exc:
+            return failure(f"{type(exc).__name__}: {exc}".rstrip(": "))
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=f"check {self.target.key}")
+
+    def cancel(self) -> asyncio.Task[None] | None:
+        """Stop without waiting; returns the task so a caller may await it."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+        return task
+
+    async def stop(self) -> None:
+        task = self.cancel()
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = max(self.target.check.interval_s, MIN_INTERVAL_S)
+        due = loop.time() + self._rng.uniform(0, interval)
+        while True:
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            async with self._limiter.slot(lag=loop.time() - due):
+                result = await self.run_once()
+            self._limiter.count(result.passed)
+            self._report(result)
+            due = self._next_due(due + interval, loop.time())
+
+    def _report(self, result: CheckResult) -> None:
+        try:
+            self._notifier.update(self.target, result)
+        except Exception:  # a store hiccup must not end this instance's checks for good
+            log.exception("recording the check of %s/%s failed", *self.target.key)
+
+    def _next_due(self, due: float, now: float) -> float:
+        if due >= now:
+            return due
+        # Behind by a whole interval: skip the missed rounds rather than burst them.
+        self._limiter.skipped += 1
+        return now
+
+
+class HttpCheck(PeriodicCheck):
+    """GET the path; the status and a JSON body decide (see outcome.interpret_http)."""
+
+    def __init__(
+        self,
+        target: Target,
+        notifier: Notifier,
+        limiter: Limiter,
+        rng: random.Random,
+        session: aiohttp.ClientSession,
+    ) -> None:
+        super().__init__(target, notifier, limiter, rng)
+        self._session = session
+
+    async def probe(self) -> CheckResult:
+        # No redirects: "anything but 2xx fails", and a redirect to a login page that
+        # answers 200 is a classic false pass.
+        async with self._session.get(
+            self.target.url, allow_redirects=False, headers=HEADERS
+        ) as resp:
+            body = await resp.content.read(MAX_BODY_BYTES)
+            return interpret_http(resp.status, body)
+
+
+class TcpCheck(PeriodicCheck):
+    """A TCP connect within the timeout passes."""
+
+    async def probe(self) -> CheckResult:
+        _, writer = await asyncio.open_connection(self.target.host, self.target.port)
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return CheckResult(passed=True, output=f"TCP connect {self.target.host}:{self.target.port}: ok")

@@ -1,0 +1,117 @@
+"""What one probe observed, and what a run of them means for an instance (pure).
+
+HTTP rules (issue 4): 2xx passes; 429 means busy, not dead; anything else fails. A JSON
+body may carry `busy`, `status` (anything but healthy/ok/pass fails) and `metrics`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from jarvis_dns.models import Check, EventKind, Instance, JSONObject, Status
+
+MAX_OUTPUT_BYTES = 4096  # DESIGN: the last check output is kept, <= 4 KiB
+HEALTHY_WORDS = frozenset({"healthy", "ok", "pass"})
+HTTP_TOO_MANY_REQUESTS = 429
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    passed: bool
+    output: str
+    busy: bool | None = None  # None: the probe said nothing about load
+    metrics: JSONObject | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """The arguments of one Registry.mark call."""
+
+    kind: EventKind
+    status: Status | None
+    reason: str
+    busy: bool | None
+
+
+def cap_output(text: str) -> str:
+    """Cut to MAX_OUTPUT_BYTES of UTF-8 without splitting a character."""
+    raw = text.encode("utf-8", "replace")
+    if len(raw) <= MAX_OUTPUT_BYTES:
+        return text
+    return raw[:MAX_OUTPUT_BYTES].decode("utf-8", "ignore")
+
+
+def failure(output: str) -> CheckResult:
+    return CheckResult(passed=False, output=cap_output(output))
+
+
+def interpret_http(status: int, body: bytes) -> CheckResult:
+    text = body.decode("utf-8", "replace").strip()
+    output = cap_output(f"HTTP {status}: {text}" if text else f"HTTP {status}")
+    if status == HTTP_TOO_MANY_REQUESTS:
+        return CheckResult(passed=True, output=output, busy=True)
+    if not 200 <= status < 300:
+        return CheckResult(passed=False, output=output)
+    doc = _json_object(body)
+    metrics = doc.get("metrics")
+    metrics = metrics if isinstance(metrics, dict) else None
+    said = doc.get("status")
+    if said is not None and str(said).strip().lower() not in HEALTHY_WORDS:
+        return CheckResult(passed=False, output=output, metrics=metrics)
+    busy = doc.get("busy")
+    return CheckResult(
+        passed=True, output=output, busy=busy if isinstance(busy, bool) else None, metrics=metrics
+    )
+
+
+def _json_object(body: bytes) -> JSONObject:
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return {}  # a 2xx with a plain-text body still passes
+    return doc if isinstance(doc, dict) else {}
+
+
+@dataclass(slots=True)
+class Streak:
+    """Consecutive results of one instance's check: the thresholds count these.
+
+    A pass resets the failure count and a failure the pass count, so a flapping
+    instance (pass, fail, pass, ...) never reaches either threshold.
+    """
+
+    failures: int = 0
+    successes: int = 0
+    busy_by_check: bool = False  # the last busy=True came from a probe, not a heartbeat
+
+    def judge(self, inst: Instance, check: Check, result: CheckResult, now: float) -> Mark:
+        if result.passed:
+            return self._passed(inst, check, result, now)
+        return self._failed(inst, check, result)
+
+    def _passed(self, inst: Instance, check: Check, result: CheckResult, now: float) -> Mark:
+        self.failures, self.successes = 0, self.successes + 1
+        status: Status | None = None
+        # A pass only revives an instance whose heartbeat TTL still holds: one that died
+        # of silence stays dead until it heartbeats, as with Consul's separate TTL check.
+        fresh = inst.last_heartbeat + inst.ttl_s > now
+        if inst.status is Status.DEAD and fresh and self.successes >= check.successes_before_active:
+            status = Status.ACTIVE
+        return Mark(EventKind.CHECK_PASSED, status, result.output, self._busy(result))
+
+    def _failed(self, inst: Instance, check: Check, result: CheckResult) -> Mark:
+        self.successes, self.failures = 0, self.failures + 1
+        status: Status | None = None
+        if inst.status is Status.ACTIVE and self.failures >= check.failures_before_dead:
+            status = Status.DEAD
+        return Mark(EventKind.CHECK_FAILED, status, result.output, None)
+
+    def _busy(self, result: CheckResult) -> bool | None:
+        if result.busy is not None:
+            self.busy_by_check = result.busy
+            return result.busy
+        if self.busy_by_check:  # the 429 is over: a plain 2xx means idle again
+            self.busy_by_check = False
+            return False
+        return None  # leave busy to the heartbeats

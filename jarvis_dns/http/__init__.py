@@ -1,0 +1,1 @@
+"""The HTTP side-port: v1 API, legacy JARVIS routes, blocking queries."""

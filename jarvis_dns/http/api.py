@@ -1,0 +1,224 @@
+"""HTTP API v1: register, heartbeat, status, discover, list, watch, events."""
+
+from __future__ import annotations
+
+import json
+import time
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from jarvis_dns import matching, validate
+from jarvis_dns.errors import NotFound, Unprocessable, ValidationError, ZoneError
+from jarvis_dns.http.blocking import ALL, parse_index, parse_wait
+from jarvis_dns.http.common import context, json_response, read_json
+from jarvis_dns.models import Instance, InstanceId, JSONObject, Status
+
+HEARTBEAT_FIELDS = frozenset({"busy", "metrics"})
+STATUS_FIELDS = frozenset({"busy", "status"})
+DISCOVER_FIELDS = frozenset({"service_type", "requirements", "strategy", "key"})
+_STARTED = time.time()
+
+
+def _ids(request: web.Request) -> tuple[str, InstanceId]:
+    info = request.match_info
+    return validate.service_type(info["svc"]), validate.instance_id(info["id"])
+
+
+async def _block(request: web.Request, key: str) -> None:
+    """Honour ?index=N&wait=: return when the relevant index passes N."""
+    index = parse_index(request.query.get("index"))
+    wait = parse_wait(request.query.get("wait"))
+    if index is None:
+        return
+    ctx = context(request)
+    registry = ctx.registry
+    current = (lambda: registry.index) if key == ALL else (lambda: registry.service_index(key))
+    await ctx.waiter.wait(key, current, index, wait)
+
+
+async def register(request: web.Request) -> web.Response:
+    ctx = context(request)
+    spec = validate.register_body(await read_json(request), request.remote)
+    inst, created = ctx.registry.register(spec)
+    return json_response(inst.to_dict(), status=201 if created else 200, index=inst.modify_index)
+
+
+def _counts(instances: list[Instance]) -> dict[str, int]:
+    counts = {s.value: 0 for s in Status}
+    for inst in instances:
+        counts[inst.status.value] += 1
+    counts["busy"] = sum(1 for i in instances if i.busy and i.live)
+    counts["total"] = len(instances)
+    return counts
+
+
+async def list_services(request: web.Request) -> web.Response:
+    await _block(request, ALL)
+    registry = context(request).registry
+    services = {svc: _counts(registry.instances(svc)) for svc in registry.service_types()}
+    return json_response({"services": services, "index": registry.index}, index=registry.index)
+
+
+def _filters(request: web.Request) -> matching.Predicate:
+    query = request.query
+    requirements: JSONObject = {}
+    if "requirements" in query:
+        try:
+            requirements = json.loads(query["requirements"])
+        except ValueError:
+            raise ValidationError("must be JSON", field="requirements") from None
+        requirements = validate.require_object(requirements, "requirements")
+    if "status" in query:
+        requirements["status"] = validate.status(query["status"]).value
+    if "busy" in query:
+        if query["busy"] not in ("true", "false"):
+            raise ValidationError("must be true or false", field="busy")
+        requirements["busy"] = query["busy"] == "true"
+    return matching.compile_requirements(requirements)
+
+
+async def get_service(request: web.Request) -> web.Response:
+    svc = validate.service_type(request.match_info["svc"])
+    predicate = _filters(request)
+    await _block(request, svc)
+    registry = context(request).registry
+    index = registry.service_index(svc)
+    found = sorted(
+        (i for i in registry.instances(svc) if predicate(i)), key=lambda i: i.create_index
+    )
+    body = {"service_type": svc, "index": index, "instances": [i.to_dict() for i in found]}
+    return json_response(body, index=index)
+
+
+async def get_instance(request: web.Request) -> web.Response:
+    svc, iid = _ids(request)
+    inst = context(request).registry.get(svc, iid)
+    return json_response(inst.to_dict(), index=inst.modify_index)
+
+
+async def deregister(request: web.Request) -> web.Response:
+    svc, iid = _ids(request)
+    registry = context(request).registry
+    inst = registry.deregister(svc, iid)
+    return json_response(inst.to_dict(), index=registry.index)
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    svc, iid = _ids(request)
+    body = validate.require_object(await read_json(request, optional=True))
+    validate.only_fields(body, HEARTBEAT_FIELDS)
+    busy, metrics = validate.optional_busy(body), validate.optional_metrics(body)
+    inst = context(request).registry.heartbeat(svc, iid, busy=busy, metrics=metrics)
+    return json_response(
+        {"status": inst.status.value, "busy": inst.busy, "ttl_s": inst.ttl_s},
+        index=inst.modify_index,
+    )
+
+
+async def set_status(request: web.Request) -> web.Response:
+    svc, iid = _ids(request)
+    body = validate.require_object(await read_json(request))
+    validate.only_fields(body, STATUS_FIELDS)
+    busy, status = validate.optional_busy(body), validate.optional_status(body)
+    if busy is None and status is None:
+        raise ValidationError("give busy or status", field="status")
+    inst = context(request).registry.set_status(svc, iid, status=status, busy=busy)
+    return json_response(inst.to_dict(), index=inst.modify_index)
+
+
+def parse_discover(body: Any) -> tuple[str, matching.Predicate, str, str | None]:
+    body = validate.require_object(body)
+    validate.only_fields(body, DISCOVER_FIELDS)
+    if "service_type" not in body:
+        raise ValidationError("is required", field="service_type")
+    svc = validate.service_type(body["service_type"])
+    predicate = matching.compile_requirements(body.get("requirements"))
+    key = body.get("key")
+    if key is not None and not isinstance(key, str | int):
+        raise ValidationError("must be a string", field="key")
+    key = None if key is None else str(key)
+    return svc, predicate, matching.check_strategy(body.get("strategy"), key), key
+
+
+async def discover(request: web.Request) -> web.Response:
+    svc, predicate, strategy, key = parse_discover(await read_json(request))
+    registry = context(request).registry
+    inst = registry.discover(svc, predicate, strategy, key)
+    if inst is None:
+        raise NotFound(f"no live instance of {svc} matches", field="service_type")
+    return json_response(inst.to_dict(), index=registry.service_index(svc))
+
+
+async def events(request: web.Request) -> web.Response:
+    since = parse_index(request.query.get("since"), "since") or 0
+    limit = parse_index(request.query.get("limit"), "limit")
+    await _block(request, ALL)
+    registry = context(request).registry
+    found = registry.events_since(since, limit)
+    body = {
+        "index": registry.index,
+        "oldest_index": registry.oldest_event_index(),
+        "events": [e.to_dict() for e in found],
+    }
+    return json_response(body, index=registry.index)
+
+
+async def health(request: web.Request) -> web.Response:
+    ctx = context(request)
+    registry = ctx.registry
+    body = {
+        "status": "ok",
+        "index": registry.index,
+        "instances": registry.count(),
+        "services": len(registry.service_types()),
+        "uptime_s": round(time.time() - _STARTED, 3),
+        "domain": ctx.config.zone,
+        "monitor": ctx.hooks.health_status(),
+        "dns": ctx.hooks.dns_stats(),
+    }
+    return json_response(body, index=registry.index)
+
+
+async def clear_self_preservation(request: web.Request) -> web.Response:
+    ctx = context(request)
+    ctx.hooks.clear_self_preservation()
+    return json_response({"monitor": ctx.hooks.health_status()})
+
+
+async def reload_zones(request: web.Request) -> web.Response:
+    try:
+        zones = context(request).hooks.reload_zones()
+    except ZoneError as exc:
+        raise Unprocessable(str(exc), field="zones", code="zone_error") from None
+    return json_response({"zones": zones})
+
+
+def openapi_text() -> str:
+    return resources.files("jarvis_dns.http").joinpath("openapi.json").read_text()
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(text=openapi_text(), content_type="application/json")
+
+
+def add_routes(app: web.Application) -> None:
+    instance = "/v1/services/{svc}/instances/{id}"
+    app.router.add_routes(
+        [
+            web.post("/v1/instances", register),
+            web.get("/v1/services", list_services),
+            web.get("/v1/services/{svc}", get_service),
+            web.get(instance, get_instance),
+            web.delete(instance, deregister),
+            web.put(instance + "/heartbeat", heartbeat),
+            web.put(instance + "/status", set_status),
+            web.post("/v1/discover", discover),
+            web.get("/v1/events", events),
+            web.get("/v1/health", health),
+            web.delete("/v1/health/self-preservation", clear_self_preservation),
+            web.post("/v1/zones/reload", reload_zones),
+            web.get("/v1/openapi.json", openapi),
+        ]
+    )

@@ -1,0 +1,66 @@
+"""Blocking queries: wait until a change index passes N (Consul's ?index=&wait=)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Sequence
+
+from jarvis_dns.errors import ValidationError
+from jarvis_dns.models import Event
+from jarvis_dns.registry import Registry
+
+# Consul caps waits at 10 minutes; proxies tend to cut idle connections soon after.
+MAX_WAIT_S = 600.0
+DEFAULT_WAIT_S = 300.0
+_WAIT = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
+ALL = ""  # the key that wakes on any change
+
+
+def parse_wait(raw: str | None) -> float:
+    if raw is None or raw == "":
+        return DEFAULT_WAIT_S
+    match = _WAIT.match(raw.strip())
+    if not match:
+        raise ValidationError("must look like 30s, 500ms or 5m", field="wait")
+    return min(float(match.group(1)) * _UNITS[match.group(2)], MAX_WAIT_S)
+
+
+def parse_index(raw: str | None, field: str = "index") -> int | None:
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise ValidationError("must be an integer >= 0", field=field)
+    return int(raw)
+
+
+class IndexWaiter:
+    """Wakes waiters on a service (or on anything) when the registry changes."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+        self._signals: dict[str, asyncio.Event] = {}
+        registry.subscribe(self._on_events)
+
+    def _on_events(self, events: Sequence[Event]) -> None:
+        for key in {ALL, *(e.service_type for e in events)}:
+            signal = self._signals.pop(key, None)
+            if signal is not None:
+                signal.set()
+
+    async def wait(self, key: str, current: Callable[[], int], index: int, timeout: float) -> None:
+        """Return once current() > index, or after timeout; never raises on timeout."""
+        if index > current():
+            return  # the server's index went backwards (fresh store): answer now, as Consul
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while current() <= index:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            signal = self._signals.setdefault(key, asyncio.Event())
+            try:
+                await asyncio.wait_for(signal.wait(), remaining)
+            except TimeoutError:
+                return

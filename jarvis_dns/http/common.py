@@ -1,0 +1,110 @@
+"""What the v1 and legacy routes share: JSON bodies, errors, the request context."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from jarvis_dns.config import Config
+from jarvis_dns.errors import (
+    JarvisError,
+    PayloadTooLarge,
+    RequestError,
+    StoreError,
+    UnsupportedMediaType,
+    ValidationError,
+)
+from jarvis_dns.http.blocking import IndexWaiter
+from jarvis_dns.registry import Registry
+
+log = logging.getLogger("jarvis_dns.http")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(slots=True)
+class Hooks:
+    """What the HTTP face may ask of the other faces; app.py fills it in."""
+
+    health_status: Callable[[], dict[str, Any]] = dict
+    dns_stats: Callable[[], dict[str, Any]] = dict
+    reload_zones: Callable[[], list[str]] = list
+    clear_self_preservation: Callable[[], None] = lambda: None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Context:
+    registry: Registry
+    config: Config
+    waiter: IndexWaiter
+    hooks: Hooks
+
+
+CONTEXT: web.AppKey[Context] = web.AppKey("jarvis_context", Context)
+
+
+def context(request: web.Request) -> Context:
+    return request.app[CONTEXT]
+
+
+def json_response(body: Any, status: int = 200, index: int | None = None) -> web.Response:
+    headers = {"X-Jarvis-Index": str(index)} if index is not None else None
+    text = json.dumps(body, separators=(",", ":"))
+    return web.Response(text=text, status=status, content_type="application/json", headers=headers)
+
+
+def error_response(exc: RequestError) -> web.Response:
+    return json_response(exc.to_dict(), status=exc.status)
+
+
+async def read_json(request: web.Request, optional: bool = False) -> Any:
+    """The request body as JSON, enforcing size and content type; {} when optional and empty."""
+    limit = context(request).config.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"body is over {limit} bytes", field="body")
+    raw = await request.content.read(limit + 1)
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"body is over {limit} bytes", field="body")
+    if not raw.strip():
+        if optional:
+            return {}
+        raise ValidationError("a JSON body is required", field="body")
+    _check_content_type(request)
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValidationError(f"malformed JSON: {exc}", field="body") from None
+
+
+def _check_content_type(request: web.Request) -> None:
+    # A missing header is accepted (curl -d without -H); a different media type is not.
+    if "Content-Type" not in request.headers:
+        return
+    ctype = request.content_type
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        raise UnsupportedMediaType(f"send application/json, not {ctype}", field="Content-Type")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RequestError as exc:
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        return json_response({"error": {"code": code, "message": exc.reason}}, exc.status)
+    except StoreError as exc:
+        log.error("store failure on %s %s: %s", request.method, request.path, exc)
+        body = {"error": {"code": "store_unavailable", "message": str(exc)}}
+        return json_response(body, status=503)
+    except JarvisError as exc:
+        log.error("error on %s %s: %s", request.method, request.path, exc)
+        return json_response({"error": {"code": "error", "message": str(exc)}}, status=500)

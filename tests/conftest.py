@@ -1,0 +1,64 @@
+"""Shared fixtures: an injectable clock and a real aiohttp server on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from aiohttp import web
+
+from jarvis_dns.config import Config
+from jarvis_dns.http.blocking import IndexWaiter
+from jarvis_dns.http.common import Context, Hooks
+from jarvis_dns.http.routes import make_web_app
+from jarvis_dns.registry import Journal, Registry
+
+
+class FakeClock:
+    """A clock tests move by hand, so nothing sleeps through a TTL."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@dataclass
+class ApiServer:
+    url: str
+    registry: Registry
+    client: httpx.AsyncClient
+
+
+async def start_api(registry: Registry, config: Config | None = None) -> tuple[web.AppRunner, str]:
+    ctx = Context(registry, config or Config(store="memory://"), IndexWaiter(registry), Hooks())
+    runner = web.AppRunner(make_web_app(ctx), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
+@pytest.fixture
+def journal() -> Journal | None:
+    return None
+
+
+@pytest.fixture
+async def api(clock: FakeClock, journal: Journal | None) -> AsyncIterator[ApiServer]:
+    registry = Registry(clock, journal=journal)
+    runner, url = await start_api(registry)
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        yield ApiServer(url, registry, client)
+    await runner.cleanup()
