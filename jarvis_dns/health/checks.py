@@ -20,11 +20,11 @@ import aiohttp
 
 from jarvis_dns.health.limiter import Limiter
 from jarvis_dns.health.outcome import CheckResult, failure, interpret_http
+from jarvis_dns.health.targets import MIN_INTERVAL_S
 from jarvis_dns.models import Check
 
 log = logging.getLogger("jarvis_dns.health")
 
-MIN_INTERVAL_S = 1.0  # faster probing would be a self-inflicted DoS on the fleet
 # A health body is a small JSON document; reading more only costs memory.
 MAX_BODY_BYTES = 64 * 1024
 HEADERS = {"User-Agent": "jarvis-dns health check", "Accept": "application/json, */*"}
@@ -155,4 +155,5 @@ class TcpCheck(PeriodicCheck):
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
-        return CheckResult(passed=True, output=f"TCP connect {self.target.host}:{self.target.port}: ok")
+        host, port = self.target.host, self.target.port
+        return CheckResult(passed=True, output=f"TCP connect {host}:{port}: ok")

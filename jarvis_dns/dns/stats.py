@@ -1,0 +1,36 @@
+"""Counters of the DNS face, shown under "dns" in GET /v1/health."""
+
+from __future__ import annotations
+
+COUNTERS = (
+    "queries_udp",  # every datagram received, garbage included
+    "queries_tcp",  # every length-prefixed message received over TCP
+    "dropped",  # not a DNS query (unparsable, or a response): no answer sent
+    "formerr",
+    "notimp",
+    "refused",
+    "nxdomain",
+    "nodata",
+    "badvers",
+    "truncated",  # UDP answers sent with TC=1
+    "forwarded",
+    "servfail",
+    "backlog_dropped",  # UDP queries dropped because the server was behind
+    "tcp_connections",
+    "tcp_rejected",  # connections refused over the connection limit
+    "errors",  # bugs caught per packet; each is logged with its traceback
+)
+
+
+class Stats:
+    def __init__(self) -> None:
+        self._counts = dict.fromkeys(COUNTERS, 0)
+
+    def bump(self, name: str, by: int = 1) -> None:
+        self._counts[name] += by
+
+    def __getitem__(self, name: str) -> int:
+        return self._counts[name]
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self._counts)

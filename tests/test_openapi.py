@@ -1,0 +1,56 @@
+"""The OpenAPI document lists exactly the routes the server has."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from conftest import ApiServer
+
+from jarvis_dns.config import Config
+from jarvis_dns.http.blocking import IndexWaiter
+from jarvis_dns.http.common import Context, Hooks
+from jarvis_dns.http.routes import make_web_app
+from jarvis_dns.registry import Registry
+
+METHODS = {"get", "post", "put", "delete", "patch"}
+
+
+def _server_routes() -> set[tuple[str, str]]:
+    registry = Registry(lambda: 0.0)
+    app = make_web_app(Context(registry, Config(), IndexWaiter(registry), Hooks()))
+    found = set()
+    for route in app.router.routes():
+        if route.method in ("HEAD", "*"):
+            continue
+        path = route.resource.canonical if route.resource else ""
+        found.add((route.method.lower(), path))
+    return found
+
+
+def _spec_routes(spec: dict[str, dict[str, object]]) -> set[tuple[str, str]]:
+    return {(m, p) for p, ops in spec["paths"].items() for m in ops if m in METHODS}  # type: ignore[attr-defined]
+
+
+async def test_spec_matches_routes(api: ApiServer) -> None:
+    spec = (await api.client.get("/v1/openapi.json")).json()
+    assert spec["openapi"].startswith("3.")
+    assert _spec_routes(spec) == _server_routes()
+
+
+async def test_every_path_parameter_is_declared(api: ApiServer) -> None:
+    spec = (await api.client.get("/v1/openapi.json")).json()
+    for path, ops in spec["paths"].items():
+        names = set(re.findall(r"{(\w+)}", path))
+        for op in ops.values():
+            declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
+            assert declared == names, path
+
+
+def test_spec_is_valid_json_with_refs_resolving() -> None:
+    from jarvis_dns.http.api import openapi_text
+
+    text = openapi_text()
+    spec = json.loads(text)
+    for ref in re.findall(r'"\$ref": "#/components/schemas/(\w+)"', text):
+        assert ref in spec["components"]["schemas"]

@@ -1,0 +1,182 @@
+"""`jarvis-dns serve` as a real process: start, persist, SIGTERM, restart, bad settings."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, data_dir: Path, *extra: str) -> None:
+        self.http = free_port()
+        self.dns = free_port()
+        self.url = f"http://127.0.0.1:{self.http}"
+        args = ["--http", f"127.0.0.1:{self.http}", "--dns", f"127.0.0.1:{self.dns}"]
+        args += ["--data-dir", str(data_dir), "--zones-dir", str(data_dir / "zones"), *extra]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jarvis_dns", "serve", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def wait_ready(self, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited: {self.output()}")
+            try:
+                if httpx.get(self.url + "/v1/health", timeout=0.5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise AssertionError("server did not become ready")
+
+    def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=15)
+
+    def output(self) -> str:
+        out, _ = self.proc.communicate(timeout=15)
+        return out
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[list[Server]]:
+    started: list[Server] = []
+    yield started
+    for server in started:
+        server.kill()
+
+
+def test_restart_keeps_everything_and_the_index_grows(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    first = Server(tmp_path)
+    servers.append(first)
+    first.wait_ready()
+    for i in range(3):
+        body = {
+            "service_type": "auth",
+            "instance_id": i,
+            "host": "127.0.0.1",
+            "port": 6000 + i,
+            "metadata": {"n": i, "tags": ["x"]},
+        }
+        assert httpx.post(first.url + "/v1/instances", json=body).status_code == 201
+    httpx.put(first.url + "/v1/services/auth/instances/1/heartbeat", json={"busy": True})
+    index_before = int(httpx.get(first.url + "/v1/health").json()["index"])
+    assert first.terminate() == 0
+    assert "shutting down" in first.output()
+
+    second = Server(tmp_path)
+    servers.append(second)
+    second.wait_ready()
+    got = httpx.get(second.url + "/v1/services/auth").json()["instances"]
+    assert [(i["instance_id"], i["metadata"]["n"], i["busy"]) for i in got] == [
+        (0, 0, False),
+        (1, 1, True),
+        (2, 2, False),
+    ]
+    body = {"service_type": "auth", "instance_id": 9, "host": "127.0.0.1", "port": 6009}
+    created = httpx.post(second.url + "/v1/instances", json=body).json()
+    assert created["create_index"] > index_before
+    events = httpx.get(second.url + "/v1/events").json()["events"]
+    assert [e["kind"] for e in events][:4] == ["registered", "registered", "registered", "busy"]
+    assert second.terminate() == 0
+
+
+def test_taken_port_is_a_one_line_error(tmp_path: Path, servers: list[Server]) -> None:
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        server = Server(tmp_path, "--http", f"127.0.0.1:{port}")
+        servers.append(server)
+        code = server.proc.wait(timeout=15)
+        out = server.output()
+    assert code == 2
+    assert f"HTTP address 127.0.0.1:{port} is already in use" in out
+    assert "Traceback" not in out
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_data_dir_is_a_one_line_error(tmp_path: Path, servers: list[Server]) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    server = Server(locked / "data")
+    servers.append(server)
+    assert server.proc.wait(timeout=15) == 2
+    assert "not writable" in server.output()
+
+
+def test_file_in_place_of_data_dir_is_a_one_line_error(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    server = Server(blocker)
+    servers.append(server)
+    assert server.proc.wait(timeout=15) == 2
+    out = server.output()
+    assert "not writable" in out and "Traceback" not in out
+
+
+def test_help_lists_every_setting() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "jarvis_dns", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for flag in (
+        "--http",
+        "--dns",
+        "--domain",
+        "--store",
+        "--data-dir",
+        "--log-level",
+        "--log-format",
+        "--upstream",
+        "--check-interval",
+        "--no-active-checks",
+        "--deregister-after",
+        "--self-preservation-threshold",
+        "JARVIS_DNS_",
+    ):
+        assert flag in out
+
+
+def test_env_fallback(tmp_path: Path, servers: list[Server]) -> None:
+    from jarvis_dns.cli import build_parser, config_from_args
+
+    os.environ["JARVIS_DNS_DOMAIN"] = "corp.example"
+    os.environ["JARVIS_DNS_DNS"] = "127.0.0.1:1053,[::1]:1053"
+    try:
+        config = config_from_args(build_parser().parse_args(["serve", "--dns-ttl", "9"]))
+    finally:
+        del os.environ["JARVIS_DNS_DOMAIN"], os.environ["JARVIS_DNS_DNS"]
+    assert config.zone == "corp.example." and config.dns_ttl == 9
+    assert config.dns == ["127.0.0.1:1053", "[::1]:1053"]
+    flagged = config_from_args(build_parser().parse_args(["serve", "--domain", "x.test"]))
+    assert flagged.zone == "x.test."
