@@ -25,6 +25,7 @@ from jarvis_dns.health import HealthMonitor
 from jarvis_dns.http.blocking import IndexWaiter
 from jarvis_dns.http.common import Context, Hooks
 from jarvis_dns.http.routes import make_web_app
+from jarvis_dns.models import Instance
 from jarvis_dns.registry import Registry
 from jarvis_dns.store.base import Store
 from jarvis_dns.store.memory import MemoryStore
@@ -121,19 +122,26 @@ class App:
         self.http_port = int(self._runner.addresses[0][1])
 
     async def _flush_loop(self) -> None:
-        """Write heartbeat timestamps in batches: one transaction a second, not one a beat."""
+        """Write heartbeat timestamps in batches: one transaction a second, not one a beat.
+
+        The batch is written from a worker thread so the event loop keeps answering."""
         while True:
             await asyncio.sleep(self.config.liveness_flush_s)
-            self.flush()
+            dirty = self.registry.drain_dirty()
+            if dirty:
+                await asyncio.to_thread(self._write_liveness, dirty)
 
     def flush(self) -> None:
-        dirty = self.registry.drain_dirty()
+        self._write_liveness(self.registry.drain_dirty())
+
+    def _write_liveness(self, dirty: list[Instance]) -> None:
         if not dirty:
             return
         try:
             self.store.write_liveness(dirty)
         except StoreError as exc:
-            log.error("liveness flush failed, will retry: %s", exc)
+            log.error("liveness flush failed; the next flush writes them again: %s", exc)
+            self.registry.mark_dirty(dirty)
 
     async def stop(self) -> None:
         if self._flusher is not None:

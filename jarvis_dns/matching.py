@@ -40,19 +40,20 @@ Predicate = Callable[[Any], bool]
 
 
 def _field(candidate: Instance | Mapping[str, Any], name: str) -> Any:
-    if isinstance(candidate, Instance):
+    if type(candidate) is Instance:
         if name == "status":
             return candidate.status.value
         return getattr(candidate, name)
-    value = candidate.get(name, _MISSING)
+    value = candidate.get(name, _MISSING)  # type: ignore[union-attr]
     if name == "weight" and value is _MISSING:
         return 100
     return value
 
 
 def _metadata_value(metadata: Mapping[str, Any], key: str) -> Any:
-    if key in metadata:
-        return metadata[key]
+    value = metadata.get(key, _MISSING)
+    if value is not _MISSING or "." not in key:
+        return value
     node: Any = metadata
     for part in key.split("."):
         if not isinstance(node, Mapping) or part not in node:
@@ -64,7 +65,9 @@ def _metadata_value(metadata: Mapping[str, Any], key: str) -> Any:
 def _value(candidate: Instance | Mapping[str, Any], key: str) -> Any:
     if key in OWN_FIELDS:
         return _field(candidate, key)
-    metadata = _field(candidate, "metadata")
+    if type(candidate) is Instance:
+        return _metadata_value(candidate.metadata, key)
+    metadata = candidate.get("metadata")  # type: ignore[union-attr]
     if not isinstance(metadata, Mapping):
         return _MISSING
     return _metadata_value(metadata, key)
@@ -94,6 +97,8 @@ def _contains(have: Any, item: Any) -> bool:
 
 
 def _equal(have: Any, want: Any) -> bool:
+    if type(have) is type(want):  # the common case, and the fast one
+        return bool(have == want)
     # JSON has one number type: 1 == 1.0, but True is not 1.
     if isinstance(have, bool) != isinstance(want, bool):
         return False
@@ -148,7 +153,7 @@ def _clause(key: str, want: Any) -> Predicate:
 
     def scalar(c: Any) -> bool:
         have = _value(c, key)
-        if isinstance(have, list) and not isinstance(want, list):
+        if type(have) is list:
             return _contains(have, want)
         return _equal(have, want)
 
@@ -162,7 +167,16 @@ def compile_requirements(requirements: JSONObject | None) -> Predicate:
     if not isinstance(requirements, Mapping):
         raise ValidationError("requirements must be a JSON object", field="requirements")
     clauses = [_clause(str(k), v) for k, v in requirements.items()]
-    return lambda c: all(clause(c) for clause in clauses)
+    if len(clauses) == 1:
+        return clauses[0]
+
+    def every(c: Any) -> bool:
+        for clause in clauses:  # a loop, not all(genexpr): this runs per instance
+            if not clause(c):
+                return False
+        return True
+
+    return every
 
 
 def check_strategy(strategy: str | None, key: str | None) -> str:
@@ -205,14 +219,17 @@ class Selector:
     def select(self, strategy: str, candidates: Sequence[C], key: str | None = None) -> C | None:
         if not candidates:
             return None
-        ordered = sorted(candidates, key=_candidate_key)
+        # Candidates come in the registry's stable (registration) order: no sort needed.
+        ordered = candidates
         if strategy == "random":
             return self._rng.choice(ordered)
         if strategy == "weighted":
             weights = [max(1, int(_field(c, "weight") or 1)) for c in ordered]
             return self._rng.choices(ordered, weights=weights, k=1)[0]
         if strategy == "least_loaded":
-            return min(ordered, key=lambda c: (bool(_field(c, "busy")), load_of(c)))
+            return min(
+                ordered, key=lambda c: (bool(_field(c, "busy")), load_of(c), _candidate_key(c))
+            )
         if strategy == "consistent_hash":
             return max(ordered, key=lambda c: _rendezvous(key or "", c))
         service = str(_field(ordered[0], "service_type"))

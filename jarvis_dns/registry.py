@@ -147,6 +147,12 @@ class Registry:
         self._dirty.clear()
         return dirty
 
+    def mark_dirty(self, instances: Iterable[Instance]) -> None:
+        """Put back liveness a failed flush could not write (unless since removed)."""
+        for inst in instances:
+            if self.find(inst.service_type, inst.instance_id) is inst:
+                self._dirty.setdefault((inst.service_type, inst.key), inst)
+
     # -- commands --------------------------------------------------------------
 
     def register(self, spec: InstanceSpec) -> tuple[Instance, bool]:
@@ -188,26 +194,33 @@ class Registry:
     ) -> Instance:
         inst = self.get(service_type, instance_id)
         now = self._clock()
-        changes: list[tuple[EventKind, Status | None, str]] = []
+        resumed = inst.status is Status.DEAD
+        if resumed or (busy is not None and busy != inst.busy):
+            inst = self._heartbeat_change(inst, now, busy, metrics)
+        else:  # the hot path: liveness only, no index bump, no allocation
+            inst.last_heartbeat = now
+            if metrics is not None:
+                inst.metrics = metrics
+            self._dirty[(inst.service_type, inst.key)] = inst
+        for fn in self._heartbeat_listeners:
+            fn(inst)
+        return inst
+
+    def _heartbeat_change(
+        self, inst: Instance, now: float, busy: bool | None, metrics: JSONObject | None
+    ) -> Instance:
         new = dataclasses.replace(inst, last_heartbeat=now)
         if metrics is not None:
             new.metrics = metrics
+        changes: list[tuple[EventKind, Status | None, str]] = []
         if inst.status is Status.DEAD:
             new.status, new.status_since = Status.ACTIVE, now
             changes.append((EventKind.HEARTBEAT_RESUMED, inst.status, "heartbeat resumed"))
         if busy is not None and busy != inst.busy:
             new.busy = busy
             changes.append(_busy_change(busy, inst.status, "heartbeat"))
-        if changes:
-            self._commit(new, changes)
-            result = new
-        else:
-            inst.last_heartbeat, inst.metrics = now, new.metrics
-            self._dirty[(inst.service_type, inst.key)] = inst
-            result = inst
-        for fn in self._heartbeat_listeners:
-            fn(result)
-        return result
+        self._commit(new, changes)
+        return new
 
     def set_status(
         self,

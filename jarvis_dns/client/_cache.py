@@ -74,13 +74,17 @@ class InstanceCache:
         self._entries: dict[str, _Entry] = {}
         self._closed = False
 
-    async def instances(self, service_type: str) -> list[JSONObject]:
-        """Every instance of the type (all statuses); stale-if-error; may raise
-        RegistryUnavailable (nothing fresh enough known) or RequestError (bad name)."""
+    async def instances(self, service_type: str, *, fresh: bool = False) -> list[JSONObject]:
+        """Every instance of the type (all statuses), stale-if-error.
+
+        `fresh` asks the server even when the cache is current: heartbeat metrics do
+        not move the change index, so a long-poll never brings them. Raises
+        RegistryUnavailable (nothing recent enough known) or RequestError (bad name).
+        """
         entry = self._entries.get(service_type)
         if entry is None:
             return await self._first_fetch(service_type)
-        if entry.healthy:
+        if entry.healthy and not fresh:
             return entry.instances
         try:
             await self._fetch(entry, blocking=False)

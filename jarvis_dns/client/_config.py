@@ -49,7 +49,7 @@ class ServiceConfig:
     def registration_body(self, base_port: int, default_host: str | None) -> JSONObject:
         """The POST /v1/instances body, without busy and status (the client owns those)."""
         body: JSONObject = {
-            "service_type": self.service_type,
+            "service_type": self.service_type.strip().lower(),
             "instance_id": self.instance_id,
             "port": self.resolve_port(base_port),
             "metadata": dict(self.metadata or {}),

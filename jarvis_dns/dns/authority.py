@@ -76,7 +76,9 @@ class Authority:
             return own
         base = static.soa
         times = (own.rdata.times[0], *base.rdata.times[1:])
-        return RR(base.rname, QTYPE.SOA, 1, base.ttl, SOA(base.rdata.mname, base.rdata.rname, times))
+        return RR(
+            base.rname, QTYPE.SOA, 1, base.ttl, SOA(base.rdata.mname, base.rdata.rname, times)
+        )
 
     def _apex(self, registry: Node, static: StaticZone | None, soa: RR) -> Node:
         merged = dict(registry)

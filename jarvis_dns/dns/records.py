@@ -285,8 +285,12 @@ class RegistryRecords:
     def _ptr(self, owner: str, instances: Iterable[Instance]) -> RRset:
         return RRset(
             tuple(
-                rr(owner, QTYPE.PTR, self.ttl, PTR(label(names.service_instance_name(
-                    i.key, i.service_type, self.zone))))
+                rr(
+                    owner,
+                    QTYPE.PTR,
+                    self.ttl,
+                    PTR(label(names.service_instance_name(i.key, i.service_type, self.zone))),
+                )
                 for i in instances
             )
         )
@@ -348,9 +352,7 @@ class RegistryRecords:
         return {}  # above _services._dns-sd._udp, which always exists
 
 
-def _address_node(
-    owner: str, addresses: list[tuple[int, Any]], ttl: int, rotate: bool
-) -> Node:
+def _address_node(owner: str, addresses: list[tuple[int, Any]], ttl: int, rotate: bool) -> Node:
     node: Node = {}
     for rtype in (QTYPE.A, QTYPE.AAAA):
         records = tuple(rr(owner, t, ttl, rd) for t, rd in addresses if t == rtype)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from dnslib import OPCODE, QTYPE, RCODE, RR, DNSHeader, DNSQuestion, DNSRecord, EDNS0
+from dnslib import EDNS0, OPCODE, QTYPE, RCODE, RR, DNSHeader, DNSQuestion, DNSRecord
 
 from jarvis_dns.dns.authority import Authority
 from jarvis_dns.dns.records import Answer, refused
@@ -30,6 +30,7 @@ MAX_CACHED = 50_000
 _CLASS_IN, _CLASS_ANY = 1, 255
 # Zone transfers are not offered: the registry zone changes too often to mirror.
 _REFUSED_TYPES = frozenset({QTYPE.AXFR, QTYPE.IXFR})
+_RA_BIT = 0x80  # in the fourth byte of the header
 _OUTSIDE = Answer(RCODE.REFUSED, authoritative=False)  # cache marker: no zone of ours
 
 
@@ -185,32 +186,31 @@ class Responder:
         return self._fit(reply, opt, limit)
 
     def _fit(self, reply: DNSRecord, opt: list[RR], limit: int) -> bytes:
-        wire: bytes = reply.pack()
+        wire = bytes(reply.pack())
         if len(wire) <= limit:
             return wire
         # RFC 2181 9: dropping additional data needs no TC bit; try that first.
         reply.ar = list(opt)
-        wire = reply.pack()
+        wire = bytes(reply.pack())
         if len(wire) <= limit:
             return wire
         # RFC 2181 9: too big anyway -> TC=1; the client retries over TCP (RFC 7766).
         self.stats.bump("truncated")
         reply.rr, reply.auth = [], []
         reply.header.tc = 1
-        truncated: bytes = reply.pack()
-        return truncated
+        return bytes(reply.pack())
 
     def _error(self, msg: DNSRecord, rcode: int, echo: bool = False) -> bytes:
         self._count(Answer(rcode))
         questions = msg.questions[:1] if echo else []
-        wire: bytes = DNSRecord(self._header(msg, rcode), questions=questions).pack()
+        wire = bytes(DNSRecord(self._header(msg, rcode), questions=questions).pack())
         return wire
 
     def _badvers(self, msg: DNSRecord) -> bytes:
         self.stats.bump("badvers")
         opt = EDNS0(udp_len=self.max_udp, ext_rcode=BADVERS >> 4, version=EDNS_VERSION)
         reply = DNSRecord(self._header(msg, BADVERS & 0xF), questions=msg.questions, ar=[opt])
-        wire: bytes = reply.pack()
+        wire = bytes(reply.pack())
         return wire
 
     # -- forwarded answers
@@ -218,13 +218,13 @@ class Responder:
     def forwarded(self, forward: Forward, reply: bytes | None) -> bytes:
         """The upstream's reply for the client, or SERVFAIL when none came."""
         if reply is None:
-            self.stats.bump("servfail")
             return self._error(forward.request, RCODE.SERVFAIL, echo=True)
+        # We offer recursion through the upstreams, whatever the upstream says of itself.
+        reply = reply[:3] + bytes([reply[3] | _RA_BIT]) + reply[4:]
         if len(reply) <= forward.limit:
             return reply
         self.stats.bump("truncated")
         header = self._header(forward.request, RCODE.NOERROR)
         header.tc = 1
         ar = [EDNS0(udp_len=self.max_udp)] if _edns(forward.request).present else []
-        wire: bytes = DNSRecord(header, questions=forward.request.questions, ar=ar).pack()
-        return wire
+        return bytes(DNSRecord(header, questions=forward.request.questions, ar=ar).pack())

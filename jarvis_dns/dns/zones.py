@@ -390,7 +390,9 @@ def load_dir(directory: str, registry_zone: str) -> dict[str, StaticZone]:
     for path in sorted(root.glob("*" + ZONE_SUFFIX)):
         zone = load_file(path, registry_zone)
         if zone.origin in zones:
-            raise ZoneError(f"{zone.origin} is also defined in {zones[zone.origin].path}", str(path), 1)
+            raise ZoneError(
+                f"{zone.origin} is also defined in {zones[zone.origin].path}", str(path), 1
+            )
         zones[zone.origin] = zone
     return zones
 

@@ -47,12 +47,18 @@ class Limiter:
         return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
 
     def status(self) -> dict[str, object]:
-        p99 = self.lag_quantile(0.99)
+        """Counters since start; lag quantiles over the last LAG_SAMPLES probes."""
         return {
             "checks_in_flight": self.in_flight,
             "checks_in_flight_limit": self.limit,
             "checks_total": self.total,
             "checks_failed": self.failed,
             "checks_skipped": self.skipped,
-            "check_lag_p99_s": None if p99 is None else round(p99, 4),
+            "check_lag_p50_s": _rounded(self.lag_quantile(0.5)),
+            "check_lag_p99_s": _rounded(self.lag_quantile(0.99)),
+            "check_lag_max_s": _rounded(self.lag_quantile(1.0)),
         }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)

@@ -175,10 +175,21 @@ class HealthMonitor:
                 self._sync_check(inst)
 
     def _on_heartbeat(self, inst: Instance) -> None:
-        if inst.status is Status.ACTIVE:
-            key = (inst.service_type, inst.key)
-            self._preservation.discard(key)
-            self._ttl.schedule(key, self._ttl_deadline(inst))
+        if inst.status is not Status.ACTIVE:
+            return
+        key = (inst.service_type, inst.key)
+        if self._check_failing(key):
+            # The Registry resumes any dead instance on a heartbeat; one whose check still
+            # fails goes straight back, or it would flap in answers with every beat.
+            reason = f"check still failing: {inst.check_output}"
+            self._registry.mark(*key, EventKind.CHECK_FAILED, Status.DEAD, reason)
+            return
+        self._preservation.discard(key)
+        self._ttl.schedule(key, self._ttl_deadline(inst))
+
+    def _check_failing(self, key: Key) -> bool:
+        streak = self._streaks.get(key)
+        return streak is not None and streak.failing
 
     def _track(self, inst: Instance) -> None:
         key = (inst.service_type, inst.key)

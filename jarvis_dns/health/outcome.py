@@ -84,6 +84,7 @@ class Streak:
     failures: int = 0
     successes: int = 0
     busy_by_check: bool = False  # the last busy=True came from a probe, not a heartbeat
+    failing: bool = False  # failures reached failures_before_dead and no pass since
 
     def judge(self, inst: Instance, check: Check, result: CheckResult, now: float) -> Mark:
         if result.passed:
@@ -91,7 +92,7 @@ class Streak:
         return self._failed(inst, check, result)
 
     def _passed(self, inst: Instance, check: Check, result: CheckResult, now: float) -> Mark:
-        self.failures, self.successes = 0, self.successes + 1
+        self.failures, self.successes, self.failing = 0, self.successes + 1, False
         status: Status | None = None
         # A pass only revives an instance whose heartbeat TTL still holds: one that died
         # of silence stays dead until it heartbeats, as with Consul's separate TTL check.
@@ -102,8 +103,9 @@ class Streak:
 
     def _failed(self, inst: Instance, check: Check, result: CheckResult) -> Mark:
         self.successes, self.failures = 0, self.failures + 1
+        self.failing = self.failures >= check.failures_before_dead
         status: Status | None = None
-        if inst.status is Status.ACTIVE and self.failures >= check.failures_before_dead:
+        if inst.status is Status.ACTIVE and self.failing:
             status = Status.DEAD
         return Mark(EventKind.CHECK_FAILED, status, result.output, None)
 

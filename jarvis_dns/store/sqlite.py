@@ -1,8 +1,9 @@
 """sqlite:///path — the embedded, durable default (WAL mode).
 
 Registrations, status changes and deletes commit with synchronous=FULL, so they are on
-disk before the HTTP answer goes out. Heartbeat timestamps arrive in batches from the
-app's flusher and share one transaction per batch.
+disk before the HTTP answer goes out. Heartbeat timestamps, metrics and check output
+arrive in batches from the app's flusher, which runs write_liveness in a worker thread
+on a second connection, so a large flush never stalls the event loop.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ CREATE TABLE IF NOT EXISTS instances (
     service_type TEXT NOT NULL,
     instance_key TEXT NOT NULL,
     data TEXT NOT NULL,
+    -- liveness, written in batches apart from data so a heartbeat never re-encodes it
+    last_heartbeat REAL,
+    metrics TEXT,
+    check_output TEXT,
     PRIMARY KEY (service_type, instance_key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (idx INTEGER PRIMARY KEY, data TEXT NOT NULL);
@@ -38,16 +43,22 @@ class SqliteStore:
         self._event_log_size = event_log_size
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db = self._connect()
             self._db.executescript(_SCHEMA)
+            self._liveness_db = self._connect()
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open the store at {self.path}: {exc}") from exc
 
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=10000")  # the two connections take turns writing
+        return db
+
     def load(self) -> Snapshot:
         db = self._db
-        instances = [Instance.from_dict(json.loads(d)) for (d,) in db.execute(_SELECT_INSTANCES)]
+        instances = [_restore(row) for row in db.execute(_SELECT_INSTANCES)]
         events = [Event.from_dict(json.loads(d)) for (d,) in db.execute(_SELECT_EVENTS)]
         services = dict(db.execute("SELECT service_type, idx FROM services").fetchall())
         row = db.execute("SELECT value FROM meta WHERE key = 'index'").fetchone()
@@ -60,23 +71,23 @@ class SqliteStore:
             raise StoreError(f"sqlite write failed: {exc}") from exc
 
     def write_liveness(self, instances: Sequence[Instance]) -> None:
-        rows = [(_dump(i), i.service_type, i.key) for i in instances]
+        """Thread-safe against write(): it uses its own connection."""
+        rows = [
+            (i.last_heartbeat, json.dumps(i.metrics), i.check_output, i.service_type, i.key)
+            for i in instances
+        ]
+        db = self._liveness_db
         try:
-            self._transaction(lambda: self._db.executemany(_UPDATE_INSTANCE, rows))
+            _transaction(db, lambda: db.executemany(_UPDATE_LIVENESS, rows))
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite liveness flush failed: {exc}") from exc
 
     def close(self) -> None:
+        self._liveness_db.close()
         self._db.close()
 
     def _transaction(self, body: Callable[[], object]) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            body()
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        _transaction(self._db, body)
 
     def _apply(self, batch: Batch) -> None:
         db = self._db
@@ -92,11 +103,36 @@ class SqliteStore:
         db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('index', ?)", (batch.index,))
 
 
-_SELECT_INSTANCES = "SELECT data FROM instances"
+def _transaction(db: sqlite3.Connection, body: Callable[[], object]) -> None:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        body()
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _restore(row: tuple[str, float | None, str | None, str | None]) -> Instance:
+    data, last_heartbeat, metrics, check_output = row
+    inst = Instance.from_dict(json.loads(data))
+    if last_heartbeat is not None:  # written after the last full write (which clears it)
+        inst.last_heartbeat = last_heartbeat
+        inst.metrics = json.loads(metrics) if metrics else {}
+        inst.check_output = check_output or ""
+    return inst
+
+
+_SELECT_INSTANCES = "SELECT data, last_heartbeat, metrics, check_output FROM instances"
 _SELECT_EVENTS = "SELECT data FROM events ORDER BY idx"
+# A full write supersedes batched liveness: clear those columns with it.
 _UPSERT_INSTANCE = (
-    "INSERT OR REPLACE INTO instances (service_type, instance_key, data) VALUES (?, ?, ?)"
+    "INSERT OR REPLACE INTO instances (service_type, instance_key, data, last_heartbeat) "
+    "VALUES (?, ?, ?, NULL)"
 )
-_UPDATE_INSTANCE = "UPDATE instances SET data = ? WHERE service_type = ? AND instance_key = ?"
+_UPDATE_LIVENESS = (
+    "UPDATE instances SET last_heartbeat = ?, metrics = ?, check_output = ? "
+    "WHERE service_type = ? AND instance_key = ?"
+)
 _DELETE_INSTANCE = "DELETE FROM instances WHERE service_type = ? AND instance_key = ?"
 _UPSERT_SERVICE = "INSERT OR REPLACE INTO services (service_type, idx) VALUES (?, ?)"

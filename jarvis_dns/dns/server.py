@@ -1,0 +1,333 @@
+"""The DNS sockets: UDP and TCP on every ``--dns`` address (asyncio; only bytes move here).
+
+UDP datagrams wait in a bounded backlog and are answered in batches, so a flood costs
+dropped datagrams (counted), never unbounded memory. TCP follows RFC 7766: two-byte
+length prefix, many queries per connection, pipelining (forwarded queries may be
+answered out of order), an idle timeout, and a cap on open connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from jarvis_dns.config import Config, split_hostport
+from jarvis_dns.dns.authority import Authority
+from jarvis_dns.dns.records import RegistryRecords
+from jarvis_dns.dns.responder import Forward, Responder
+from jarvis_dns.dns.stats import Stats
+from jarvis_dns.dns.upstream import Upstream, parse_upstreams
+from jarvis_dns.dns.zones import ZoneSet
+from jarvis_dns.errors import ConfigError
+from jarvis_dns.registry import Registry
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DNS_PORT = 9053
+# Queries waiting to be answered. At ~10k qps this is a fifth of a second of work;
+# anything beyond is load we cannot serve in time, so it is dropped (UDP may drop).
+MAX_UDP_BACKLOG = 2048
+# Answer this many datagrams, then let the loop serve TCP and timers again.
+UDP_BATCH = 64
+# Replies the kernel could not take yet; past this the client is flooding us.
+MAX_UDP_WRITE_BUFFER = 1 << 20
+MAX_FORWARDS_IN_FLIGHT = 512  # upstream queries outstanding, all clients together
+# RFC 7766 6.2.3: idle connections should be closed after seconds, not minutes.
+TCP_IDLE_S = 10.0
+TCP_READ_S = 5.0  # a message whose length arrived must follow promptly
+MAX_TCP_CONNECTIONS = 1024
+MAX_PIPELINED = 32  # forwarded queries outstanding on one connection
+STOP_GRACE_S = 1.0  # busy TCP connections get this long to finish on stop
+_BIND_ATTEMPTS = 20  # port 0: UDP picks the port; TCP may find it taken and retry
+_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, on_datagram: Callable[[_UdpProtocol, bytes, Any], None]) -> None:
+        self.on_datagram = on_datagram
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio's selector transport does not subclass DatagramTransport; it acts as one.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.on_datagram(self, data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # ICMP errors from clients that went away: nothing to do
+
+
+@dataclass(slots=True)
+class _Connection:
+    idle: bool = True
+
+
+class DnsServer:
+    def __init__(
+        self,
+        registry: Registry,
+        config: Config,
+        *,
+        upstream: Upstream | None = None,
+        tcp_idle_s: float = TCP_IDLE_S,
+    ) -> None:
+        self.config = config
+        self.tcp_idle_s = tcp_idle_s
+        self._registry = registry
+        self._stats = Stats()
+        self._zones = ZoneSet(config.zones_dir, config.zone)
+        self._records = RegistryRecords(
+            registry, config.zone, config.dns_ttl, config.dns_negative_ttl
+        )
+        self._authority = Authority(self._records)
+        servers = parse_upstreams(config.upstreams)
+        timeout = config.upstream_timeout_s
+        self._upstream = upstream or (Upstream(servers, timeout) if servers else None)
+        self.responder = Responder(
+            self._authority, self._stats, config.max_udp_size, self._upstream is not None
+        )
+        self._udp: list[asyncio.DatagramTransport] = []
+        self._tcp: list[asyncio.Server] = []
+        self._addresses: list[tuple[str, int]] = []
+        self._backlog: deque[tuple[_UdpProtocol, bytes, Any]] = deque()
+        self._draining = False
+        self._connections: dict[asyncio.Task[Any], _Connection] = {}
+        self._forwards: set[asyncio.Task[None]] = set()
+        self._unsubscribe: Callable[[], None] | None = None
+        self._stopping = False
+
+    # -- lifecycle
+
+    async def start(self) -> None:
+        self.reload_zones()
+        try:
+            for spec in self.config.dns:
+                await self._bind(*split_hostport(spec, DEFAULT_DNS_PORT))
+        except BaseException:
+            await self.stop()
+            raise
+        hosts = [_WILDCARDS.get(h, h) for h, _ in self._addresses]
+        self._records.ns_addresses = list(dict.fromkeys(hosts))
+        # Every registry change empties the answer cache, so the next answer is fresh.
+        self._unsubscribe = self._registry.subscribe(self.responder.invalidate)
+        self.responder.invalidate()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        for transport in self._udp:
+            transport.close()
+        for server in self._tcp:
+            server.close()
+        await self._drain_connections()
+        await _cancel_all(set(self._forwards))
+        for server in self._tcp:
+            await server.wait_closed()
+        self._udp, self._tcp = [], []
+
+    async def _drain_connections(self) -> None:
+        for task, conn in list(self._connections.items()):
+            if conn.idle:
+                task.cancel()
+        busy = set(self._connections)
+        if busy:
+            await asyncio.wait(busy, timeout=STOP_GRACE_S)
+        await _cancel_all(set(self._connections))
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return list(self._addresses)
+
+    def stats(self) -> dict[str, int]:
+        counts = self._stats.snapshot()
+        counts["tcp_open"] = len(self._connections)
+        counts["udp_backlog"] = len(self._backlog)
+        return counts
+
+    def reload_zones(self) -> list[str]:
+        """Re-read config.zones_dir; a broken file raises ZoneError and changes nothing."""
+        loaded = self._zones.reload()
+        self._authority.zones = self._zones.zones
+        self.responder.invalidate()
+        return loaded
+
+    # -- binding
+
+    async def _bind(self, host: str, port: int) -> None:
+        attempts = _BIND_ATTEMPTS if port == 0 else 1
+        for attempt in range(attempts):
+            udp = await self._bind_udp(host, port)
+            actual = udp.get_extra_info("sockname")[1]
+            try:
+                tcp = await asyncio.start_server(self._on_tcp, host, actual)
+            except OSError as exc:
+                udp.close()
+                if attempt + 1 < attempts:
+                    continue
+                raise ConfigError(
+                    f"cannot listen for DNS on TCP {host}:{actual}: {exc.strerror}"
+                ) from None
+            self._udp.append(udp)
+            self._tcp.append(tcp)
+            self._addresses.append((host, actual))
+            return
+
+    async def _bind_udp(self, host: str, port: int) -> asyncio.DatagramTransport:
+        loop = asyncio.get_running_loop()
+        try:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self._on_datagram), local_addr=(host, port)
+            )
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen for DNS on UDP {host}:{port}: {exc.strerror}"
+            ) from None
+        return transport
+
+    # -- UDP
+
+    def _on_datagram(self, protocol: _UdpProtocol, data: bytes, addr: Any) -> None:
+        if len(self._backlog) >= MAX_UDP_BACKLOG:
+            self._stats.bump("backlog_dropped")
+            return
+        self._backlog.append((protocol, data, addr))
+        if not self._draining:
+            self._draining = True
+            asyncio.get_running_loop().call_soon(self._drain)
+
+    def _drain(self) -> None:
+        for _ in range(min(UDP_BATCH, len(self._backlog))):
+            protocol, data, addr = self._backlog.popleft()
+            try:
+                self._answer_udp(protocol, data, addr)
+            except Exception:  # never die of a packet
+                log.exception("UDP query from %s failed", addr)
+                self._stats.bump("errors")
+        if self._backlog:
+            asyncio.get_running_loop().call_soon(self._drain)
+        else:
+            self._draining = False
+
+    def _answer_udp(self, protocol: _UdpProtocol, data: bytes, addr: Any) -> None:
+        reply = self.responder.respond(data, udp=True)
+        if isinstance(reply, Forward):
+            self._spawn_forward(reply, lambda wire: self._send_udp(protocol, wire, addr))
+        elif reply is not None:
+            self._send_udp(protocol, reply, addr)
+
+    def _send_udp(self, protocol: _UdpProtocol, wire: bytes, addr: Any) -> None:
+        transport = protocol.transport
+        if transport is None or transport.is_closing():
+            return
+        # Not in typeshed's DatagramTransport, but every asyncio/uvloop transport has it.
+        buffered: int = getattr(transport, "get_write_buffer_size", lambda: 0)()
+        if buffered > MAX_UDP_WRITE_BUFFER:
+            self._stats.bump("backlog_dropped")
+            return
+        transport.sendto(wire, addr)
+
+    # -- forwarding
+
+    def _spawn_forward(
+        self, forward: Forward, send: Callable[[bytes], None]
+    ) -> asyncio.Task[None] | None:
+        if len(self._forwards) >= MAX_FORWARDS_IN_FLIGHT:
+            self._stats.bump("backlog_dropped")
+            return None
+        task = asyncio.get_running_loop().create_task(self._forward(forward, send))
+        self._forwards.add(task)
+        task.add_done_callback(self._forwards.discard)
+        return task
+
+    async def _forward(self, forward: Forward, send: Callable[[bytes], None]) -> None:
+        assert self._upstream is not None
+        try:
+            reply = await self._upstream.query(forward.wire)
+            send(self.responder.forwarded(forward, reply))
+        except Exception:
+            log.exception("forwarding failed")
+            self._stats.bump("errors")
+
+    # -- TCP
+
+    async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is None or self._stopping or len(self._connections) >= MAX_TCP_CONNECTIONS:
+            self._stats.bump("tcp_rejected")
+            writer.close()
+            return
+        conn = _Connection()
+        self._connections[task] = conn
+        self._stats.bump("tcp_connections")
+        pending: set[asyncio.Task[None]] = set()
+        try:
+            await self._serve_tcp(reader, writer, conn, pending)
+        except (OSError, asyncio.IncompleteReadError, TimeoutError):
+            pass  # the client left, sent a short message, or went quiet
+        except asyncio.CancelledError:
+            # stop() cancelled us; asyncio's stream callback would log a cancelled
+            # handler as an error, so end normally. Any other cancel propagates.
+            if not self._stopping:
+                raise
+        finally:
+            await _cancel_all(pending)
+            del self._connections[task]
+            writer.close()
+
+    async def _serve_tcp(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        conn: _Connection,
+        pending: set[asyncio.Task[None]],
+    ) -> None:
+        while not self._stopping:
+            conn.idle = True
+            async with asyncio.timeout(self.tcp_idle_s):
+                (size,) = struct.unpack("!H", await reader.readexactly(2))
+            conn.idle = False
+            async with asyncio.timeout(TCP_READ_S):
+                data = await reader.readexactly(size)
+            reply = self.responder.respond(data, udp=False)
+            if isinstance(reply, Forward):
+                await self._pipeline(reply, writer, pending)
+            elif reply is not None:
+                writer.write(_framed(reply))
+            async with asyncio.timeout(TCP_READ_S):
+                await writer.drain()
+
+    async def _pipeline(
+        self, forward: Forward, writer: asyncio.StreamWriter, pending: set[asyncio.Task[None]]
+    ) -> None:
+        if len(pending) >= MAX_PIPELINED:
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+
+        def send(wire: bytes) -> None:
+            if not writer.is_closing():
+                writer.write(_framed(wire))  # one write per message: frames never interleave
+
+        task = self._spawn_forward(forward, send)
+        if task is not None:
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+
+def _framed(wire: bytes) -> bytes:
+    return struct.pack("!H", len(wire)) + wire
+
+
+async def _cancel_all(tasks: set[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

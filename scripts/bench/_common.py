@@ -1,0 +1,103 @@
+"""Shared by the benchmarks: machine facts, processes pinned to cores, BENCHMARKS.md sections."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCHMARKS = ROOT / "BENCHMARKS.md"
+PYTHON = sys.executable
+# Two cores here: the server gets core 0, the load generator core 1, so they never
+# compete for one CPU and the ratio against the reference is fair to both.
+SERVER_CPU = "0"
+LOAD_CPU = "1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pinned(cpu: str, argv: list[str]) -> list[str]:
+    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+        return ["taskset", "-c", cpu, *argv]
+    return argv
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}"
+    )
+
+
+def wait_http(url: str, timeout: float = 20.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=0.5)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def start(argv: list[str], cpu: str = SERVER_CPU, **kw: object) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        pinned(cpu, argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw
+    )  # type: ignore[call-overload, no-any-return]
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def jarvis(http_port: int, dns_port: int, *extra: str) -> subprocess.Popen[bytes]:
+    argv = [PYTHON, "-m", "jarvis_dns", "serve", "--http", f"127.0.0.1:{http_port}"]
+    argv += ["--dns", f"127.0.0.1:{dns_port}", "--log-level", "warning", *extra]
+    return start(argv)
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace the block between <!-- bench:NAME --> markers (append it when absent)."""
+    start_mark, end_mark = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
+    block = f"{start_mark}\n{body.strip()}\n{end_mark}"
+    pattern = re.compile(re.escape(start_mark) + ".*?" + re.escape(end_mark), re.S)
+    text = (
+        pattern.sub(lambda _: block, text)
+        if pattern.search(text)
+        else f"{text.rstrip()}\n\n{block}\n"
+    )
+    BENCHMARKS.write_text(text)
+
+
+def header(title: str, command: str) -> str:
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return f"## {title}\n\n`{command}` — {stamp}, {machine()}.\n"

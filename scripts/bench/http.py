@@ -1,0 +1,163 @@
+"""HTTP benchmark: heartbeats, discovers and registrations per second with wrk, each
+beside a bare aiohttp handler doing the same JSON parse, in the same run.
+
+    .venv/bin/python scripts/bench/http.py [--seconds 10] [--quick]
+"""
+
+from __future__ import annotations
+
+import sys
+
+# This file is named http.py (and its sibling dns.py): move its folder behind the
+# standard library and site-packages so `http` and `dns` still mean the real packages.
+sys.path.append(sys.path.pop(0))
+
+import argparse
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from _common import (
+    LOAD_CPU,
+    PYTHON,
+    free_port,
+    header,
+    jarvis,
+    pinned,
+    start,
+    stop,
+    wait_http,
+    write_section,
+)
+
+TYPES = 100  # heartbeats spread over 100 service types, like a real fleet
+
+REGISTER_LUA = """
+counter = 0
+request = function()
+  counter = counter + 1
+  local body = string.format('{"service_type":"bench-%d","instance_id":%d,'
+    .. '"host":"127.0.0.1","port":%d,"metadata":{"version":"1.0","tags":["a","b"]}}',
+    counter % @TYPES@, counter, 1024 + counter % 60000)
+  return wrk.format("POST", "/v1/instances", {["Content-Type"]="application/json"}, body)
+end
+"""
+
+HEARTBEAT_LUA = """
+counter = 0
+request = function()
+  counter = counter + 1
+  local id = counter % @N@ + 1
+  local path = string.format("/v1/services/bench-%d/instances/%d/heartbeat", id % @TYPES@, id)
+  return wrk.format("PUT", path, {["Content-Type"]="application/json"},
+    '{"busy":false,"metrics":{"load":12}}')
+end
+"""
+
+DISCOVER_LUA = """
+counter = 0
+request = function()
+  counter = counter + 1
+  local body = string.format('{"service_type":"bench-%d","requirements":'
+    .. '{"version":"1.0","busy":false}}', counter % @TYPES@)
+  return wrk.format("POST", "/v1/discover", {["Content-Type"]="application/json"}, body)
+end
+"""
+
+
+def lua(template: str, **values: int) -> str:
+    for name, value in values.items():
+        template = template.replace(f"@{name.upper()}@", str(value))
+    return template
+
+
+@dataclass
+class Result:
+    rps: float
+    p99_ms: float
+    errors: int
+
+
+def wrk(url: str, lua: str, seconds: float, connections: int = 64) -> Result:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(lua)
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, int(seconds))}s", "--latency"]
+    out = subprocess.run(
+        pinned(LOAD_CPU, [*argv, "-s", f.name, url]), capture_output=True, text=True, check=True
+    ).stdout
+    Path(f.name).unlink()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return Result(rps, float(p99.group(1)) * scale, int(errors.group(1)) if errors else 0)  # type: ignore[union-attr]
+
+
+def run(seconds: float) -> dict[str, tuple[Result, Result]]:
+    results: dict[str, tuple[Result, Result]] = {}
+    bare_port = free_port()
+    # -P: keep this folder (with its http.py) off sys.path of the reference server.
+    bare = start([PYTHON, "-P", str(Path(__file__).parent / "bare_http.py"), str(bare_port)])
+    http, dns = free_port(), free_port()
+    with tempfile.TemporaryDirectory() as data:
+        server = jarvis(http, dns, "--data-dir", data, "--zones-dir", data, "--no-active-checks")
+        try:
+            wait_http(f"http://127.0.0.1:{bare_port}/v1/health")
+            wait_http(f"http://127.0.0.1:{http}/v1/health")
+            url, ref = f"http://127.0.0.1:{http}", f"http://127.0.0.1:{bare_port}"
+            script = lua(REGISTER_LUA, types=TYPES)
+            results["register"] = (wrk(url, script, seconds), wrk(ref, script, seconds))
+            n = httpx.get(url + "/v1/health").json()["instances"]
+            script = lua(HEARTBEAT_LUA, n=n, types=TYPES)
+            results["heartbeat"] = (wrk(url, script, seconds), wrk(ref, script, seconds))
+            script = lua(DISCOVER_LUA, types=TYPES)
+            results["discover"] = (wrk(url, script, seconds), wrk(ref, script, seconds))
+            results["_instances"] = (Result(n, 0, 0), Result(0, 0, 0))
+        finally:
+            stop(server)
+            stop(bare)
+    return results
+
+
+def report(results: dict[str, tuple[Result, Result]], command: str, seconds: float) -> str:
+    n = int(results.pop("_instances")[0].rps)
+    lines = [
+        header("HTTP: heartbeat, discover, register", command),
+        f"wrk, 1 thread, 64 connections, {seconds:g} s each, pinned to core {LOAD_CPU}; "
+        "the server (SQLite store, uvloop) and the reference (bare aiohttp handler doing the "
+        f"same JSON parse, uvloop) on core 0. Heartbeats rotate over the {n} instances the "
+        f"register run created, across {TYPES} service types; discover asks for "
+        '`{"version": "1.0", "busy": false}` in one type.',
+        "",
+        "| operation | jarvis-dns req/s | p99 | bare aiohttp req/s | p99 | ratio | non-2xx |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, (ours, ref) in results.items():
+        lines.append(
+            f"| {name} | {ours.rps:,.0f} | {ours.p99_ms:.1f} ms | {ref.rps:,.0f} | "
+            f"{ref.p99_ms:.1f} ms | {ours.rps / ref.rps:.2f} | {ours.errors} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--quick", action="store_true", help="1 s each: keeps the script working")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is missing: apt-get install wrk")
+    seconds = 1.0 if args.quick else args.seconds
+    results = run(seconds)
+    text = report(results, "scripts/bench/http.py" + (" --quick" if args.quick else ""), seconds)
+    print(text)
+    if not args.quick:
+        write_section("http", text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Shared pieces of the DNS tests: a clock, the example registry, servers, queries."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import dns.asyncquery
+import dns.message
+import dns.rcode
+import dns.rdatatype
+
+from jarvis_dns.config import Config
+from jarvis_dns.dns.server import DnsServer
+from jarvis_dns.models import InstanceSpec, Status
+from jarvis_dns.registry import Registry
+
+ZONE = "jarvis.internal."
+TIMEOUT_S = 3.0
+
+
+@dataclass
+class FakeClock:
+    now: float = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def example_registry(clock: FakeClock | None = None) -> Registry:
+    """The registry behind the README's dig examples (docs/dns.md)."""
+    reg = Registry(clock=clock or FakeClock())
+    reg.register(
+        InstanceSpec(
+            "auth",
+            1,
+            "10.0.0.11",
+            8443,
+            metadata={"version": "2.1", "region": "eu", "tags": ["blue", "eu"]},
+        )
+    )
+    reg.register(
+        InstanceSpec(
+            "auth",
+            2,
+            "10.0.0.12",
+            8443,
+            metadata={"version": "2.1", "tags": ["green"], "capabilities": ["oauth"]},
+            busy=True,
+        )
+    )
+    reg.register(InstanceSpec("auth", 3, "10.0.0.13", 8443))
+    reg.set_status("auth", 3, status=Status.DEAD, reason="test")
+    reg.register(InstanceSpec("auth", 4, "fd00::14", 8443, metadata={"capabilities": ["oauth"]}))
+    reg.register(InstanceSpec("web", 1, "localhost", 8080))
+    reg.register(InstanceSpec("web", "edge", "edge.example.net", 443))
+    reg.register(InstanceSpec("maint", 1, "10.0.0.31", 80, status=Status.MAINTENANCE))
+    return reg
+
+
+def config(tmp_path: Any = None, **overrides: Any) -> Config:
+    zones_dir = str(tmp_path / "zones") if tmp_path is not None else "/nonexistent/zones"
+    values: dict[str, Any] = {"dns": ["127.0.0.1:0"], "zones_dir": zones_dir}
+    values.update(overrides)
+    return Config(**values)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    registry: Registry, cfg: Config | None = None, **kwargs: Any
+) -> AsyncIterator[DnsServer]:
+    server = DnsServer(registry, cfg or config(), **kwargs)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@dataclass
+class Reply:
+    """A reply reduced to what the tables compare."""
+
+    rcode: str
+    answer: list[str] = field(default_factory=list)
+    authority: list[str] = field(default_factory=list)
+    additional: list[str] = field(default_factory=list)
+    message: Any = None
+
+
+def _texts(section: Any) -> list[str]:
+    return [
+        f"{rrset.name} {rrset.ttl} {dns.rdatatype.to_text(rrset.rdtype)} {rd.to_text()}"
+        for rrset in section
+        for rd in rrset
+    ]
+
+
+def reduce(msg: dns.message.Message) -> Reply:
+    return Reply(
+        rcode=dns.rcode.to_text(msg.rcode()),
+        answer=_texts(msg.answer),
+        authority=_texts(msg.authority),
+        additional=_texts(msg.additional),
+        message=msg,
+    )
+
+
+async def ask(
+    server: DnsServer,
+    name: str,
+    rdtype: str = "A",
+    transport: str = "udp",
+    **make: Any,
+) -> Reply:
+    host, port = server.addresses[0]
+    query = dns.message.make_query(name, rdtype, **make)
+    if transport == "udp":
+        msg = await dns.asyncquery.udp(query, host, port=port, timeout=TIMEOUT_S)
+    else:
+        msg = await dns.asyncquery.tcp(query, host, port=port, timeout=TIMEOUT_S)
+    return reduce(msg)
