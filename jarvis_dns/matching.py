@@ -170,13 +170,7 @@ def compile_requirements(requirements: JSONObject | None) -> Predicate:
     if len(clauses) == 1:
         return clauses[0]
 
-    def every(c: Any) -> bool:
-        for clause in clauses:  # a loop, not all(genexpr): this runs per instance
-            if not clause(c):
-                return False
-        return True
-
-    return every
+    return lambda c: all([clause(c) for clause in clauses])
 
 
 def check_strategy(strategy: str | None, key: str | None) -> str:
@@ -203,6 +197,10 @@ def load_of(c: Instance | Mapping[str, Any]) -> float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
     return 0.0
+
+
+def _load_rank(c: Instance | Mapping[str, Any]) -> tuple[bool, float, str]:
+    return bool(_field(c, "busy")), load_of(c), _candidate_key(c)
 
 
 def _rendezvous(key: str, c: Instance | Mapping[str, Any]) -> bytes:
