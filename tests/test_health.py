@@ -129,7 +129,9 @@ def test_per_instance_ttl(world: World) -> None:
     assert (world.status("short"), world.status("long")) == (Status.DEAD, Status.ACTIVE)
 
 
-def test_tick_cost_does_not_grow_with_healthy_instances(world: World) -> None:
+def test_tick_cost_does_not_grow_with_healthy_instances(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for i in range(10_000):
         world.registry.register(spec(i))
     world.tick(TTL - 1)
@@ -138,12 +140,12 @@ def test_tick_cost_does_not_grow_with_healthy_instances(world: World) -> None:
     lookups = 0
     find = world.registry.find
 
-    def counting_find(*args: object) -> Instance | None:
+    def counting_find(service_type: str, instance_id: int | str) -> Instance | None:
         nonlocal lookups
         lookups += 1
-        return find(*args)  # type: ignore[arg-type]
+        return find(service_type, instance_id)
 
-    world.registry.find = counting_find  # type: ignore[method-assign]
+    monkeypatch.setattr(world.registry, "find", counting_find)
     for _ in range(int(TTL - 1) * 4):  # almost a whole TTL of quarter-second ticks
         world.tick(0.25)
     assert lookups == 0  # nothing due, nothing looked at

@@ -66,7 +66,8 @@ async def main():
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     port = runner.addresses[0][1]
-    beat = f"{registry}/v1/services/{body['service_type']}/instances/{body['instance_id']}/heartbeat"
+    svc, iid = body["service_type"], body["instance_id"]
+    beat = f"{registry}/v1/services/{svc}/instances/{iid}/heartbeat"
     async with ClientSession() as session:
         async with session.post(f"{registry}/v1/instances", json={**body, "port": port}) as r:
             r.raise_for_status()
