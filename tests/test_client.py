@@ -299,22 +299,24 @@ async def test_random_and_weighted_pick_matching_instances(server: App) -> None:
 async def test_least_loaded_uses_current_heartbeat_metrics(server: App) -> None:
     loads = {"1": 90, "2": 10}
 
-    async with make_client(server, metrics_provider=lambda: {"load": loads["1"]}) as one:
-        async with make_client(server, metrics_provider=lambda: {"load": loads["2"]}) as two:
-            await register(one, "web", 1)
-            await register(two, "web", 2)
+    async with (
+        make_client(server, metrics_provider=lambda: {"load": loads["1"]}) as one,
+        make_client(server, metrics_provider=lambda: {"load": loads["2"]}) as two,
+    ):
+        await register(one, "web", 1)
+        await register(two, "web", 2)
 
-            async def least() -> int:
-                found = await one.discover_service("web", strategy="least_loaded")
-                assert found is not None
-                return int(found["instance_id"])
+        async def least() -> int:
+            found = await one.discover_service("web", strategy="least_loaded")
+            assert found is not None
+            return int(found["instance_id"])
 
-            await eventually(lambda: server.registry.get("web", 2).metrics == {"load": 10})
-            assert await least() == 2
-            loads["1"], loads["2"] = 5, 80
-            await eventually(lambda: server.registry.get("web", 2).metrics == {"load": 80})
-            await eventually(lambda: server.registry.get("web", 1).metrics == {"load": 5})
-            assert await least() == 1
+        await eventually(lambda: server.registry.get("web", 2).metrics == {"load": 10})
+        assert await least() == 2
+        loads["1"], loads["2"] = 5, 80
+        await eventually(lambda: server.registry.get("web", 2).metrics == {"load": 80})
+        await eventually(lambda: server.registry.get("web", 1).metrics == {"load": 5})
+        assert await least() == 1
 
 
 async def test_consistent_hash_is_stable_per_key(client: DNSClient) -> None:

@@ -101,3 +101,38 @@ def write_section(name: str, body: str) -> None:
 def header(title: str, command: str) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return f"## {title}\n\n`{command}` — {stamp}, {machine()}.\n"
+
+
+def seed_sqlite(
+    data_dir: str, instances: list[tuple[str, int, str, int, dict[str, object]]]
+) -> None:
+    """Write a registry.db holding these (service, id, host, port, metadata) instances in
+    one transaction: benchmark set-up, not what is measured."""
+    from jarvis_dns.models import Batch, Instance, Status
+    from jarvis_dns.store.sqlite import SqliteStore
+
+    now = time.time()
+    puts = [
+        Instance(
+            service_type=svc,
+            instance_id=iid,
+            host=host,
+            port=port,
+            metadata=meta,
+            weight=100,
+            busy=False,
+            status=Status.ACTIVE,
+            ttl_s=3600.0,
+            check=None,
+            deregister_after_s=None,
+            registered_at=now,
+            last_heartbeat=now,
+            status_since=now,
+            create_index=k + 1,
+            modify_index=k + 1,
+        )
+        for k, (svc, iid, host, port, meta) in enumerate(instances)
+    ]
+    store = SqliteStore(Path(data_dir) / "registry.db")
+    store.write(Batch(puts=puts, index=len(puts)))
+    store.close()

@@ -175,7 +175,9 @@ def run(n: int, seconds: float, samples: int) -> str:
             rows.append(("restart from SQLite", f"{restart:.2f} s to serve {n:,}", "goal <= 5 s"))
             to_dns, to_watch = asyncio.run(propagation(url, dnsport, samples))
             rows.append(("HTTP answer -> DNS answer", f"p99 {p99(to_dns):.2f} ms", "goal <= 5 ms"))
-            rows.append(("register -> watcher woken", f"p99 {p99(to_watch):.2f} ms", "goal <= 50 ms"))
+            rows.append(
+                ("register -> watcher woken", f"p99 {p99(to_watch):.2f} ms", "goal <= 50 ms")
+            )
         finally:
             if server.poll() is None:
                 server.send_signal(signal.SIGTERM)

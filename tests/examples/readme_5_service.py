@@ -1,9 +1,10 @@
 # The original JARVIS README's "5. Complete Service Example", as written (FastAPI's
 # on_event is deprecated; fastapi_service.py shows the lifespan form). The registry
 # URL comes from DNS_SERVER_URL.
-from dns_client import DNSClient, ServiceConfig
-from fastapi import FastAPI
 import uvicorn
+from fastapi import FastAPI
+
+from dns_client import DNSClient, ServiceConfig
 
 app = FastAPI()
 dns_client = None
