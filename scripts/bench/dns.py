@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import (  # noqa: E402
+from _common import (
     LOAD_CPU,
     PYTHON,
     SERVER_CPU,

@@ -28,8 +28,7 @@ import aiohttp
 import dns.message
 import dns.query
 import dns.rdatatype
-
-from _common import PYTHON, free_port, header, pinned, wait_http, write_section  # noqa: E402
+from _common import PYTHON, free_port, header, pinned, wait_http, write_section
 
 TYPES_PER_100 = 100  # instances per service type
 CONCURRENCY = 64
