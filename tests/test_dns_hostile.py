@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import socket
 import struct
@@ -67,10 +68,8 @@ async def _flood_udp(server: DnsServer, packets: list[bytes]) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
         for i, packet in enumerate(packets):
-            try:
+            with contextlib.suppress(BlockingIOError):  # our send buffer is full: UDP drops
                 sock.sendto(packet, server.addresses[0])
-            except BlockingIOError:
-                pass  # our own send buffer is full: UDP may drop
             if i % BATCH == BATCH - 1:
                 await _caught_up(server, i + 1)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 
@@ -65,7 +66,7 @@ async def test_idle_tcp_connections_are_closed() -> None:
 
 async def test_a_half_sent_tcp_message_does_not_hold_the_server() -> None:
     async with running(example_registry(), tcp_idle_s=0.1) as server:
-        reader, writer = await asyncio.open_connection(*server.addresses[0])
+        _, writer = await asyncio.open_connection(*server.addresses[0])
         writer.write(b"\x00\x40\x12")  # promises 64 bytes, sends one
         other = await ask(server, f"auth.{ZONE}", "A", "tcp")
         assert other.rcode == "NOERROR"
@@ -74,7 +75,7 @@ async def test_a_half_sent_tcp_message_does_not_hold_the_server() -> None:
 
 async def test_port_zero_binds_udp_and_tcp_on_one_port() -> None:
     async with running(example_registry(), config(dns=["127.0.0.1:0", "127.0.0.1:0"])) as server:
-        (h1, p1), (h2, p2) = server.addresses
+        (_, p1), (_, p2) = server.addresses
         assert p1 != p2 and p1 > 0
         for transport in ("udp", "tcp"):
             assert (await ask(server, f"auth.{ZONE}", "A", transport)).rcode == "NOERROR"
@@ -139,3 +140,31 @@ async def test_stats_count_by_transport() -> None:
         stats = server.stats()
     assert (stats["queries_udp"], stats["queries_tcp"], stats["nxdomain"]) == (1, 1, 1)
     assert stats["tcp_connections"] == 1
+
+
+async def test_the_udp_backlog_is_bounded_and_drops_the_overflow() -> None:
+    from jarvis_dns.dns.server import MAX_UDP_BACKLOG
+
+    async with running(example_registry()) as server:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.bind(("127.0.0.1", 0))
+            client.setblocking(False)
+            protocol = server._udp[0].get_protocol()
+            wire = dns.message.make_query(f"auth.{ZONE}", "A").to_wire()
+            # Delivered faster than the loop can run: nothing is answered in between.
+            for _ in range(MAX_UDP_BACKLOG + 10):
+                protocol.datagram_received(wire, client.getsockname())  # type: ignore[attr-defined]
+            assert server.stats()["backlog_dropped"] == 10
+            assert server.stats()["udp_backlog"] == MAX_UDP_BACKLOG
+            answered = 0
+            while answered < MAX_UDP_BACKLOG and server.stats()["udp_backlog"]:
+                await asyncio.sleep(0)  # one batch answered per turn of the loop
+                with contextlib.suppress(BlockingIOError):
+                    while client.recv(4096):
+                        answered += 1
+            await asyncio.sleep(0.05)
+            with contextlib.suppress(BlockingIOError):
+                while client.recv(4096):
+                    answered += 1
+    assert answered == MAX_UDP_BACKLOG
+    assert server.stats()["queries_udp"] == MAX_UDP_BACKLOG

@@ -86,7 +86,7 @@ def test_master_format_details() -> None:
 def test_duplicate_zones_are_an_error(tmp_path: Path) -> None:
     _write(tmp_path, "a.zone", GOOD)
     _write(tmp_path, "b.zone", GOOD)
-    with pytest.raises(ZoneError, match="corp.internal. is also defined"):
+    with pytest.raises(ZoneError, match=r"corp\.internal\. is also defined"):
         load_dir(str(tmp_path / "zones"), ZONE)
 
 

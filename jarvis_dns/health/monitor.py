@@ -65,6 +65,7 @@ class HealthMonitor:
         self._limiter: Limiter | None = None
         self._session: aiohttp.ClientSession | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._running = False  # checks run only between start() and stop()
         registry.subscribe(self._on_events)
         registry.on_heartbeat(self._on_heartbeat)
 
@@ -81,11 +82,13 @@ class HealthMonitor:
         if self._config.active_checks:
             self._session = self._session_factory()
         self.load(self._clock())
+        self._running = True
         for inst in list(self._registry.all_instances()):
             self._sync_check(inst)
         self._ticker = asyncio.create_task(self._tick_loop(), name="health tick")
 
     async def stop(self) -> None:
+        self._running = False
         tasks = [t for t in (self._ticker, *self._stop_all_checks()) if t is not None]
         self._ticker = None
         for task in tasks:
@@ -216,8 +219,8 @@ class HealthMonitor:
 
     def _sync_check(self, inst: Instance) -> None:
         """Run exactly the check the instance asks for now (none in maintenance)."""
-        if self._limiter is None:
-            return  # not started: checks begin at start()
+        if not self._running or self._limiter is None:
+            return  # checks run only between start() and stop()
         key = (inst.service_type, inst.key)
         target = self._target(inst)
         current = self._checks.get(key)
@@ -273,7 +276,7 @@ class HealthMonitor:
             **limiter,
             "ttl_tracked": len(self._ttl),
             "dead_tracked": len(self._cleanup),
-            "running": self._ticker is not None,
+            "running": self._running,
         }
 
     def clear_self_preservation(self) -> None:
