@@ -182,3 +182,56 @@ def test_env_fallback(tmp_path: Path, servers: list[Server]) -> None:
     assert config.dns == ["127.0.0.1:1053", "[::1]:1053"]
     flagged = config_from_args(build_parser().parse_args(["serve", "--domain", "x.test"]))
     assert flagged.zone == "x.test."
+
+
+ZONE_V1 = """$ORIGIN corp.internal.
+$TTL 60
+@ IN SOA ns hostmaster 1 3600 600 86400 30
+  IN NS ns
+ns IN A 127.0.0.1
+www IN A 192.0.2.1
+"""
+
+
+def _a(server: Server, name: str) -> list[str]:
+    import dns.message
+    import dns.query
+
+    reply = dns.query.udp(
+        dns.message.make_query(name, "A"), "127.0.0.1", port=server.dns, timeout=2
+    )
+    return [rr.to_text() for rrset in reply.answer for rr in rrset]
+
+
+def test_sighup_reloads_zones_and_keeps_old_data_on_error(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    (zones / "corp.zone").write_text(ZONE_V1)
+    server = Server(tmp_path)
+    servers.append(server)
+    server.wait_ready()
+    assert _a(server, "www.corp.internal") == ["192.0.2.1"]
+    (zones / "corp.zone").write_text(ZONE_V1.replace("192.0.2.1", "192.0.2.2"))
+    server.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while _a(server, "www.corp.internal") != ["192.0.2.2"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _a(server, "www.corp.internal") == ["192.0.2.2"]
+    (zones / "corp.zone").write_text(ZONE_V1 + "bad IN A not-an-address\n")
+    r = httpx.post(server.url + "/v1/zones/reload")
+    assert r.status_code == 422 and "corp.zone:7" in r.json()["error"]["message"]
+    assert _a(server, "www.corp.internal") == ["192.0.2.2"]
+    assert server.terminate() == 0
+
+
+def test_broken_zone_at_start_is_a_one_line_error(tmp_path: Path, servers: list[Server]) -> None:
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    (zones / "corp.zone").write_text(ZONE_V1 + "www IN BOGUS 1\n")
+    server = Server(tmp_path)
+    servers.append(server)
+    assert server.proc.wait(timeout=15) == 2
+    out = server.output()
+    assert "corp.zone:7" in out and "Traceback" not in out
