@@ -110,7 +110,11 @@ class App:
 
     async def _start_http(self) -> None:
         host, port = split_hostport(self.config.http, 9000)
-        self._runner = web.AppRunner(self.web_app(), access_log=None, handle_signals=False)
+        # Blocking queries are answered at once on shutdown (waiter.close), so a short
+        # grace is enough for the handlers in flight.
+        self._runner = web.AppRunner(
+            self.web_app(), access_log=None, handle_signals=False, shutdown_timeout=2.0
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
         try:
@@ -149,6 +153,7 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
             self._flusher = None
+        self.waiter.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -48,8 +48,9 @@ class Check:
 
     type: Literal["http", "tcp"] = "http"
     path: str = "/health"
-    interval_s: float = 60.0
-    timeout_s: float = 5.0
+    # None: the server's --check-interval / --check-timeout (60 s / 5 s by default).
+    interval_s: float | None = None
+    timeout_s: float | None = None
     failures_before_dead: int = 3
     successes_before_active: int = 1
 

@@ -33,6 +33,7 @@ from jarvis_dns.models import (
 Clock = Callable[[], float]
 Subscriber = Callable[[Sequence[Event]], None]
 HeartbeatListener = Callable[[Instance], None]
+ResumeGuard = Callable[[Instance], bool]
 DEFAULT_EVENT_LOG_SIZE = 10_000
 MAX_CHECK_OUTPUT = 4096
 
@@ -67,6 +68,7 @@ class Registry:
         self._events: deque[Event] = deque(maxlen=event_log_size)
         self._subscribers: list[Subscriber] = []
         self._heartbeat_listeners: list[HeartbeatListener] = []
+        self._may_resume: ResumeGuard = lambda inst: True
         self._dirty: dict[tuple[str, str], Instance] = {}
         self.selector = selector or Selector()
         self.index = 0
@@ -93,6 +95,11 @@ class Registry:
 
     def on_heartbeat(self, fn: HeartbeatListener) -> None:
         self._heartbeat_listeners.append(fn)
+
+    def set_resume_guard(self, fn: ResumeGuard) -> None:
+        """Who may veto a heartbeat reviving a dead instance (the health monitor does,
+        while the instance's active check is failing)."""
+        self._may_resume = fn
 
     # -- reads -----------------------------------------------------------------
 
@@ -194,7 +201,7 @@ class Registry:
     ) -> Instance:
         inst = self.get(service_type, instance_id)
         now = self._clock()
-        resumed = inst.status is Status.DEAD
+        resumed = inst.status is Status.DEAD and self._may_resume(inst)
         if resumed or (busy is not None and busy != inst.busy):
             inst = self._heartbeat_change(inst, now, busy, metrics)
         else:  # the hot path: liveness only, no index bump, no allocation
@@ -213,7 +220,7 @@ class Registry:
         if metrics is not None:
             new.metrics = metrics
         changes: list[tuple[EventKind, Status | None, str]] = []
-        if inst.status is Status.DEAD:
+        if inst.status is Status.DEAD and self._may_resume(inst):
             new.status, new.status_since = Status.ACTIVE, now
             changes.append((EventKind.HEARTBEAT_RESUMED, inst.status, "heartbeat resumed"))
         if busy is not None and busy != inst.busy:

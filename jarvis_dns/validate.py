@@ -158,13 +158,14 @@ def check(value: Any, field: str = "check") -> Check | None:
     path = body.get("path", "/health")
     if not isinstance(path, str) or not path.startswith("/") or len(path) > 1024:
         raise ValidationError("must be a path starting with '/'", field=f"{field}.path")
+    interval, timeout = body.get("interval_s"), body.get("timeout_s")
     return Check(
         type=kind,
         path=path,
-        interval_s=number(
-            body.get("interval_s", 60), f"{field}.interval_s", MIN_CHECK_INTERVAL_S, 86_400
-        ),
-        timeout_s=number(body.get("timeout_s", 5), f"{field}.timeout_s", 0.05, 300),
+        interval_s=None
+        if interval is None
+        else number(interval, f"{field}.interval_s", MIN_CHECK_INTERVAL_S, 86_400),
+        timeout_s=None if timeout is None else number(timeout, f"{field}.timeout_s", 0.05, 300),
         failures_before_dead=integer(
             body.get("failures_before_dead", 3), f"{field}.failures_before_dead", 1, 100
         ),

@@ -30,7 +30,7 @@ class FakeClock:
 
 
 def example_registry(clock: FakeClock | None = None) -> Registry:
-    """The registry behind the README's dig examples (docs/dns.md)."""
+    """The registry behind the README's dig examples (the "Use it from DNS" section)."""
     reg = Registry(clock=clock or FakeClock())
     reg.register(
         InstanceSpec(

@@ -186,6 +186,8 @@ async def test_readme_status_example_reports_busy(server: App) -> None:
 
 
 async def test_readme_health_endpoint_answers_busy() -> None:
+    pytest.importorskip("fastapi")
+    pytest.importorskip("psutil")
     module = load("readme_4_health.py")
     transport = httpx.ASGITransport(app=module.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://service") as http:
@@ -197,6 +199,7 @@ async def test_readme_health_endpoint_answers_busy() -> None:
 async def test_readme_complete_service_registers_and_deregisters(
     server: App, tmp_path: Path
 ) -> None:
+    pytest.importorskip("fastapi")
     pytest.importorskip("uvicorn")
     port = free_port()
     path = local_copy("readme_5_service.py", tmp_path, {"5001": str(port)})
@@ -248,6 +251,7 @@ async def test_aiohttp_integration(server: App) -> None:
 
 
 async def test_fastapi_lifespan_integration(server: App) -> None:
+    pytest.importorskip("fastapi")
     auth = await register_auth(server)
     module = load("fastapi_service.py")
     app = module.app

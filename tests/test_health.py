@@ -519,10 +519,7 @@ def test_a_heartbeat_does_not_revive_an_instance_whose_check_fails(world: World)
     mark = world.registry.index
     world.registry.heartbeat(SVC, 1)
     assert world.status(1) is Status.DEAD
-    assert world.kinds(mark) == [
-        (EventKind.HEARTBEAT_RESUMED, "heartbeat resumed"),
-        (EventKind.CHECK_FAILED, "check still failing: HTTP 500: boom"),
-    ]
+    assert world.kinds(mark) == []  # vetoed: no resume/fail flapping in the event log
     world.report(1, PASS)
     world.report(1, PASS)  # the check recovers: active again, with a fresh TTL
     assert world.status(1) is Status.ACTIVE

@@ -1,5 +1,9 @@
 """One DNS message in, one out: validation, EDNS(0), caching and size limits (no I/O).
 
+This is the dnslib path: it answers everything. The sockets try ``fast_udp`` and
+``fast_tcp`` (wire.py) first, which serve standard queries from replies this path
+encoded, and come here for the rest.
+
 ``respond`` returns the reply bytes, ``None`` to send nothing (garbage), or a
 ``Forward`` when the name is outside our zones and upstreams are configured; the
 server then asks ``upstream`` and passes the result back through ``forwarded``.
@@ -10,11 +14,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from dnslib import EDNS0, OPCODE, QTYPE, RCODE, RR, DNSHeader, DNSQuestion, DNSRecord
+from dnslib import EDNS0, OPCODE, QTYPE, RCODE, RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
 from jarvis_dns.dns.authority import Authority
 from jarvis_dns.dns.records import Answer, refused
 from jarvis_dns.dns.stats import Stats
+from jarvis_dns.dns.wire import RING, Encoded, FastPath, name_wire, with_question_name
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +84,18 @@ class Responder:
         self.forwarding = forwarding
         self._cache: dict[tuple[str, int], Answer] = {}
         self._turns: dict[tuple[str, int], int] = {}
+        # Encoded replies for the sockets' fast path (wire.py), one cache per transport
+        # since their size limits differ; filled from ``encoded`` and emptied with ours.
+        counts = stats.counts
+        self.fast_udp = FastPath(lambda wire: self.encoded(wire, True), counts, "queries_udp")
+        self.fast_tcp = FastPath(lambda wire: self.encoded(wire, False), counts, "queries_tcp")
 
     def invalidate(self, *_: object) -> None:
         """Forget every cached answer: called on each registry change and zone reload."""
         self._cache.clear()
         self._turns.clear()
+        self.fast_udp.clear()
+        self.fast_tcp.clear()
 
     def respond(self, wire: bytes, udp: bool) -> bytes | Forward | None:
         self.stats.bump("queries_udp" if udp else "queries_tcp")
@@ -112,13 +124,47 @@ class Responder:
             return self._error(msg, edns.error)
         if edns.version > EDNS_VERSION:
             return self._badvers(msg)
-        limit = min(edns.size, self.max_udp) if edns.present else CLASSIC_UDP
-        limit = limit if udp else TCP_MAX
-        answer = self._lookup(msg.questions[0])
+        limit = _limit(edns, self.max_udp, udp)
+        q = msg.questions[0]
+        answer = self._lookup(q)
         if answer is _OUTSIDE and self.forwarding:
             self.stats.bump("forwarded")
             return Forward(msg, wire, limit)
-        return self._pack(msg, answer, edns.present, limit)
+        reply, truncated = self._pack(msg, answer, edns.present, limit, self._turn(q, answer))
+        for name in _counters(answer, truncated):
+            self.stats.bump(name)
+        return reply
+
+    def encoded(self, wire: bytes, udp: bool) -> Encoded | None:
+        """For the fast path: the replies to a standard query, one per rotation step.
+
+        None when the query is not a plain one this path answers from its cache (errors,
+        forwards): the caller then goes through ``respond``. Counts nothing itself.
+        """
+        try:
+            msg = DNSRecord.parse(wire)
+            if msg.header.qr or msg.header.opcode != OPCODE.QUERY or len(msg.questions) != 1:
+                return None
+            edns = _edns(msg)
+            if edns.error or edns.version > EDNS_VERSION:
+                return None
+            answer = self._lookup(msg.questions[0])
+            if answer is _OUTSIDE and self.forwarding:
+                return None
+            return self._encode_all(msg, answer, edns.present, _limit(edns, self.max_udp, udp))
+        except Exception:  # the dnslib path will meet it again, and log and count it
+            return None
+
+    def _encode_all(self, msg: DNSRecord, answer: Answer, edns: bool, limit: int) -> Encoded:
+        first, truncated = self._pack(msg, answer, edns, limit, 0)
+        counters = _counters(answer, truncated)
+        count = len(answer.answer)
+        if not answer.rotate or truncated or count < 2:
+            return Encoded((first,), counters)
+        steps = min(count, RING)
+        turns = [i * count // steps for i in range(1, steps)]
+        rest = [self._pack(msg, answer, edns, limit, turn)[0] for turn in turns]
+        return Encoded((first, *rest), counters)
 
     def _lookup(self, q: DNSQuestion) -> Answer:
         if q.qclass not in (_CLASS_IN, _CLASS_ANY) or q.qtype in _REFUSED_TYPES:
@@ -131,6 +177,14 @@ class Responder:
             answer = self.authority.lookup(*key) or _OUTSIDE
             self._cache[key] = answer
         return answer
+
+    def _turn(self, q: DNSQuestion, answer: Answer) -> int:
+        if not answer.rotate or not answer.answer:
+            return 0
+        key = (qname_key(q), q.qtype)
+        turn = self._turns.get(key, 0)
+        self._turns[key] = turn + 1
+        return turn % len(answer.answer)
 
     # -- building replies
 
@@ -145,63 +199,31 @@ class Responder:
             rcode=rcode,
         )
 
-    def _count(self, answer: Answer) -> None:
-        name = {
-            RCODE.NXDOMAIN: "nxdomain",
-            RCODE.REFUSED: "refused",
-            RCODE.FORMERR: "formerr",
-            RCODE.NOTIMP: "notimp",
-            RCODE.SERVFAIL: "servfail",
-        }.get(answer.rcode)
-        if name is None and not answer.answer:
-            name = "nodata"
-        if name is not None:
-            self.stats.bump(name)
+    def _pack(
+        self, msg: DNSRecord, answer: Answer, edns: bool, limit: int, turn: int
+    ) -> tuple[bytes, bool]:
+        """The reply and whether it was truncated (TC=1).
 
-    def _answer_records(self, q: DNSQuestion, answer: Answer) -> list[RR]:
-        key = (qname_key(q), q.qtype)
-        records = list(answer.answer)
-        if answer.rotate and records:
-            turn = self._turns.get(key, 0)
-            self._turns[key] = turn + 1
-            n = turn % len(records)
-            records = records[n:] + records[:n]
-        # Echo the question's spelling (0x20 case mixing, RFC draft-vixie-dnsext-dns0x20).
-        return [
-            RR(q.qname, r.rtype, r.rclass, r.ttl, r.rdata) if r.rname == q.qname else r
-            for r in records
-        ]
-
-    def _pack(self, msg: DNSRecord, answer: Answer, edns: bool, limit: int) -> bytes:
-        self._count(answer)
+        Packed with the question lower-cased and the client's spelling put back after,
+        the same bytes the fast path makes by patching a cached reply.
+        """
         q = msg.questions[0]
+        labels = q.qname.label
+        lower = DNSQuestion(DNSLabel([label.lower() for label in labels]), q.qtype, q.qclass)
         opt = [EDNS0(udp_len=self.max_udp)] if edns else []
         reply = DNSRecord(
             self._header(msg, answer.rcode, answer.authoritative),
-            questions=[q],
-            rr=self._answer_records(q, answer),
+            questions=[lower],
+            rr=_answer_records(lower.qname, answer, turn),
             auth=list(answer.authority),
             ar=[*answer.additional, *opt],
         )
-        return self._fit(reply, opt, limit)
-
-    def _fit(self, reply: DNSRecord, opt: list[RR], limit: int) -> bytes:
-        wire = bytes(reply.pack())
-        if len(wire) <= limit:
-            return wire
-        # RFC 2181 9: dropping additional data needs no TC bit; try that first.
-        reply.ar = list(opt)
-        wire = bytes(reply.pack())
-        if len(wire) <= limit:
-            return wire
-        # RFC 2181 9: too big anyway -> TC=1; the client retries over TCP (RFC 7766).
-        self.stats.bump("truncated")
-        reply.rr, reply.auth = [], []
-        reply.header.tc = 1
-        return bytes(reply.pack())
+        wire, truncated = _fit(reply, opt, limit)
+        return with_question_name(wire, name_wire(labels)), truncated
 
     def _error(self, msg: DNSRecord, rcode: int, echo: bool = False) -> bytes:
-        self._count(Answer(rcode))
+        for name in _counters(Answer(rcode), truncated=False):
+            self.stats.bump(name)
         questions = msg.questions[:1] if echo else []
         wire = bytes(DNSRecord(self._header(msg, rcode), questions=questions).pack())
         return wire
@@ -228,3 +250,54 @@ class Responder:
         header.tc = 1
         ar = [EDNS0(udp_len=self.max_udp)] if _edns(forward.request).present else []
         return bytes(DNSRecord(header, questions=forward.request.questions, ar=ar).pack())
+
+
+def _limit(edns: _Edns, max_udp: int, udp: bool) -> int:
+    if not udp:
+        return TCP_MAX
+    return min(edns.size, max_udp) if edns.present else CLASSIC_UDP
+
+
+_RCODE_COUNTERS = {
+    RCODE.NXDOMAIN: "nxdomain",
+    RCODE.REFUSED: "refused",
+    RCODE.FORMERR: "formerr",
+    RCODE.NOTIMP: "notimp",
+    RCODE.SERVFAIL: "servfail",
+}
+
+
+def _counters(answer: Answer, truncated: bool) -> tuple[str, ...]:
+    """The stats one reply bumps, besides the query counter."""
+    name = _RCODE_COUNTERS.get(answer.rcode)
+    if name is None and not answer.answer:
+        name = "nodata"
+    named = (name,) if name is not None else ()
+    return (*named, "truncated") if truncated else named
+
+
+def _answer_records(qname: DNSLabel, answer: Answer, turn: int) -> list[RR]:
+    records = list(answer.answer)
+    if answer.rotate and records:
+        n = turn % len(records)
+        records = records[n:] + records[:n]
+    # Owners equal to the question take its spelling, so they compress onto it and read
+    # back in the client's case (0x20 case mixing, draft-vixie-dnsext-dns0x20).
+    return [
+        RR(qname, r.rtype, r.rclass, r.ttl, r.rdata) if r.rname == qname else r for r in records
+    ]
+
+
+def _fit(reply: DNSRecord, opt: list[RR], limit: int) -> tuple[bytes, bool]:
+    wire = bytes(reply.pack())
+    if len(wire) <= limit:
+        return wire, False
+    # RFC 2181 9: dropping additional data needs no TC bit; try that first.
+    reply.ar = list(opt)
+    wire = bytes(reply.pack())
+    if len(wire) <= limit:
+        return wire, False
+    # RFC 2181 9: too big anyway -> TC=1; the client retries over TCP (RFC 7766).
+    reply.rr, reply.auth = [], []
+    reply.header.tc = 1
+    return bytes(reply.pack()), True

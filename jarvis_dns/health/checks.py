@@ -45,6 +45,15 @@ class Target:
         return (self.service_type, self.instance_key)
 
     @property
+    def interval_s(self) -> float:
+        # resolve_check fills it in; an unresolved check means the stock 60 s default
+        return 60.0 if self.check.interval_s is None else self.check.interval_s
+
+    @property
+    def timeout_s(self) -> float:
+        return 5.0 if self.check.timeout_s is None else self.check.timeout_s
+
+    @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}{self.check.path}"
@@ -72,7 +81,7 @@ class PeriodicCheck(abc.ABC):
 
     async def run_once(self) -> CheckResult:
         """One probe within the check's timeout; every failure becomes a result."""
-        timeout = self.target.check.timeout_s
+        timeout = self.target.timeout_s
         try:
             async with asyncio.timeout(timeout):
                 return await self.probe()
@@ -99,7 +108,7 @@ class PeriodicCheck(abc.ABC):
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
-        interval = max(self.target.check.interval_s, MIN_INTERVAL_S)
+        interval = max(self.target.interval_s, MIN_INTERVAL_S)
         due = loop.time() + self._rng.uniform(0, interval)
         while True:
             await asyncio.sleep(max(0.0, due - loop.time()))

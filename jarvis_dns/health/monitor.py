@@ -68,6 +68,9 @@ class HealthMonitor:
         self._running = False  # checks run only between start() and stop()
         registry.subscribe(self._on_events)
         registry.on_heartbeat(self._on_heartbeat)
+        # A heartbeat must not revive an instance whose active check still fails, or it
+        # would flap in and out of answers with every beat.
+        registry.set_resume_guard(lambda inst: not self._check_failing(_key(inst)))
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -180,13 +183,7 @@ class HealthMonitor:
     def _on_heartbeat(self, inst: Instance) -> None:
         if inst.status is not Status.ACTIVE:
             return
-        key = (inst.service_type, inst.key)
-        if self._check_failing(key):
-            # The Registry resumes any dead instance on a heartbeat; one whose check still
-            # fails goes straight back, or it would flap in answers with every beat.
-            reason = f"check still failing: {inst.check_output}"
-            self._registry.mark(*key, EventKind.CHECK_FAILED, Status.DEAD, reason)
-            return
+        key = _key(inst)
         self._preservation.discard(key)
         self._ttl.schedule(key, self._ttl_deadline(inst))
 
@@ -282,3 +279,7 @@ class HealthMonitor:
     def clear_self_preservation(self) -> None:
         for key in self._preservation.clear(self._clock()):
             self._expire(key)
+
+
+def _key(inst: Instance) -> Key:
+    return (inst.service_type, inst.key)

@@ -41,7 +41,15 @@ class IndexWaiter:
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
         self._signals: dict[str, asyncio.Event] = {}
+        self._closed = False
         registry.subscribe(self._on_events)
+
+    def close(self) -> None:
+        """Answer every waiting query now: the server is shutting down."""
+        self._closed = True
+        for signal in self._signals.values():
+            signal.set()
+        self._signals.clear()
 
     def _on_events(self, events: Sequence[Event]) -> None:
         for key in {ALL, *(e.service_type for e in events)}:
@@ -55,7 +63,7 @@ class IndexWaiter:
             return  # the server's index went backwards (fresh store): answer now, as Consul
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while current() <= index:
+        while current() <= index and not self._closed:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
