@@ -123,7 +123,12 @@ def status(value: Any, field: str = "status") -> Status:
         raise ValidationError("must be active, dead or maintenance", field=field) from None
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def _depth(value: Any) -> int:
+    if type(value) is dict and all(type(v) in _SCALARS for v in value.values()):
+        return 1  # the common flat object, without recursion
     if isinstance(value, dict):
         return 1 + max((_depth(v) for v in value.values()), default=0)
     if isinstance(value, list):
@@ -224,9 +229,19 @@ def optional_busy(body: Mapping[str, Any]) -> bool | None:
     return None if value is None else boolean(value, "busy")
 
 
-def optional_metrics(body: Mapping[str, Any]) -> JSONObject | None:
+MAX_METRICS_BYTES = 4096  # latest metrics only: a snapshot, not a time series
+
+
+def optional_metrics(body: Mapping[str, Any], body_bytes: int | None = None) -> JSONObject | None:
+    """`body_bytes`, the encoded size of the whole body, lets a small body skip re-encoding:
+    the metrics inside it cannot be larger (the heartbeat hot path)."""
     value = body.get("metrics")
-    return None if value is None else json_object(value, "metrics", 4096)
+    if value is None:
+        return None
+    small = body_bytes is not None and body_bytes <= MAX_METRICS_BYTES
+    if small and type(value) is dict and _depth(value) <= MAX_METADATA_DEPTH:
+        return value
+    return json_object(value, "metrics", MAX_METRICS_BYTES)
 
 
 def optional_status(body: Mapping[str, Any]) -> Status | None:

@@ -5,14 +5,18 @@ cd "$ROOT"
 PY="${PYTHON:-python3}"
 
 ensure_venv() {  # $1: extras, e.g. "" or "[test]"
-    local extras="${1:-}" stamp=".venv/.installed${extras}"
+    local extras="${1:-}"
+    local stamp=".venv/.installed${extras}"
     if [ ! -x .venv/bin/python ]; then
         "$PY" -m venv .venv
     fi
     # Reinstall only when pyproject.toml changed since the last install.
     if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
         .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-        .venv/bin/python -m pip install -q -e ".${extras}"
+        if ! .venv/bin/python -m pip install -q -e ".${extras}" >.venv/pip.log 2>&1; then
+            cat .venv/pip.log >&2
+            return 1
+        fi
         touch "$stamp"
     fi
 }

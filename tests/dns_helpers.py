@@ -11,6 +11,7 @@ import dns.asyncquery
 import dns.message
 import dns.rcode
 import dns.rdatatype
+import pytest
 
 from jarvis_dns.config import Config
 from jarvis_dns.dns.server import DnsServer
@@ -19,6 +20,16 @@ from jarvis_dns.registry import Registry
 
 ZONE = "jarvis.internal."
 TIMEOUT_S = 3.0
+# Which path config() builds servers with; the dns_path fixture runs each test with both.
+FAST_PATH = True
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["fast", "dnslib"])
+def dns_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Every DNS test that imports this runs against the fast path and the dnslib path;
+    the expectations are the same, so the two answer alike."""
+    monkeypatch.setattr(f"{__name__}.FAST_PATH", request.param)
+    return bool(request.param)
 
 
 @dataclass
@@ -62,7 +73,11 @@ def example_registry(clock: FakeClock | None = None) -> Registry:
 
 def config(tmp_path: Any = None, **overrides: Any) -> Config:
     zones_dir = str(tmp_path / "zones") if tmp_path is not None else "/nonexistent/zones"
-    values: dict[str, Any] = {"dns": ["127.0.0.1:0"], "zones_dir": zones_dir}
+    values: dict[str, Any] = {
+        "dns": ["127.0.0.1:0"],
+        "zones_dir": zones_dir,
+        "dns_fast_path": FAST_PATH,
+    }
     values.update(overrides)
     return Config(**values)
 

@@ -14,7 +14,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from dns_helpers import example_registry, running
+from dns_helpers import (
+    dns_path,  # noqa: F401  (autouse: both paths)
+    example_registry,
+    running,
+)
 
 from jarvis_dns.dns.lookup import lookup_main
 

@@ -9,7 +9,13 @@ import socket
 import struct
 
 import dns.message
-from dns_helpers import ZONE, ask, example_registry, running
+from dns_helpers import (
+    ZONE,
+    ask,
+    dns_path,  # noqa: F401  (autouse: both paths)
+    example_registry,
+    running,
+)
 
 from jarvis_dns.dns.server import DnsServer
 

@@ -7,7 +7,12 @@ import contextlib
 import io
 import socket
 
-from dns_helpers import ZONE, example_registry, running
+from dns_helpers import (
+    ZONE,
+    dns_path,  # noqa: F401  (autouse: both paths)
+    example_registry,
+    running,
+)
 
 from jarvis_dns.dns.lookup import EXIT_NO_REPLY, EXIT_OK, EXIT_USAGE, lookup_main
 from jarvis_dns.models import InstanceSpec

@@ -12,7 +12,13 @@ import dns.opcode
 import dns.rcode
 import dns.rdatatype
 import pytest
-from dns_helpers import ZONE, config, example_registry, reduce
+from dns_helpers import (
+    ZONE,
+    config,
+    dns_path,  # noqa: F401  (autouse: both paths)
+    example_registry,
+    reduce,
+)
 
 from jarvis_dns.dns.responder import Forward
 from jarvis_dns.dns.server import DnsServer
@@ -27,7 +33,7 @@ def _server(reg: Registry | None = None, **overrides: object) -> DnsServer:
 
 
 def _ask(server: DnsServer, query: dns.message.Message, udp: bool = True) -> dns.message.Message:
-    reply = server.responder.respond(query.to_wire(), udp=udp)
+    reply = server.answer(query.to_wire(), udp=udp)
     assert isinstance(reply, bytes)
     return dns.message.from_wire(reply)
 
@@ -50,7 +56,7 @@ def test_without_edns_udp_answers_fit_512_bytes() -> None:
 def test_edns_size_is_honoured_up_to_the_configured_limit() -> None:
     server = _server(_big_registry(20))
     query = dns.message.make_query(f"_big._tcp.{ZONE}", "SRV", use_edns=0, payload=4096)
-    wire = server.responder.respond(query.to_wire(), udp=True)
+    wire = server.answer(query.to_wire(), udp=True)
     assert isinstance(wire, bytes) and 512 < len(wire) <= 1232
     reply = dns.message.from_wire(wire)
     assert reply.edns == 0 and reply.payload == 1232  # OPT echoed with our own limit
@@ -91,7 +97,7 @@ def test_two_opt_records_are_formerr() -> None:
     wire = dns.message.make_query(f"auth.{ZONE}", "A", use_edns=0).to_wire()
     opt = wire[-11:]  # root name, type 41, class, ttl, rdlength 0
     doubled = wire[:10] + struct.pack("!H", 2) + wire[12:] + opt
-    reply = dns.message.from_wire(_server().responder.respond(doubled, udp=True))  # type: ignore[arg-type]
+    reply = dns.message.from_wire(_server().answer(doubled, udp=True))  # type: ignore[arg-type]
     assert reply.rcode() == dns.rcode.FORMERR
 
 
@@ -113,7 +119,7 @@ def test_qdcount_other_than_one_is_formerr(count: int) -> None:
     question = one[12:]
     wire = one[:4] + struct.pack("!H", count) + one[6:12] + question * count
     server = _server()
-    reply = dns.message.from_wire(server.responder.respond(wire, udp=True))  # type: ignore[arg-type]
+    reply = dns.message.from_wire(server.answer(wire, udp=True))  # type: ignore[arg-type]
     assert reply.rcode() == dns.rcode.FORMERR
     assert server.stats()["formerr"] == 1
 
@@ -131,15 +137,13 @@ def test_qdcount_other_than_one_is_formerr(count: int) -> None:
 )
 def test_garbage_is_dropped_and_counted(garbage: bytes) -> None:
     server = _server()
-    assert server.responder.respond(garbage, udp=True) is None
+    assert server.answer(garbage, udp=True) is None
     assert server.stats()["dropped"] == 1
 
 
 def test_question_case_is_echoed() -> None:
     name = "AuTh.JaRvIs.InTeRnAl."
-    wire = server_reply = _server().responder.respond(
-        dns.message.make_query(name, "A").to_wire(), udp=True
-    )
+    wire = server_reply = _server().answer(dns.message.make_query(name, "A").to_wire(), udp=True)
     assert isinstance(wire, bytes)
     reply = dns.message.from_wire(server_reply)  # type: ignore[arg-type]
     assert reply.question[0].name.to_text() == name
@@ -210,6 +214,6 @@ def test_dns_ttls_come_from_the_config() -> None:
 
 def test_outside_zones_with_upstreams_becomes_a_forward() -> None:
     server = _server(upstreams=["127.0.0.1:1"])
-    reply = server.responder.respond(dns.message.make_query("example.com.", "A").to_wire(), True)
+    reply = server.answer(dns.message.make_query("example.com.", "A").to_wire(), True)
     assert isinstance(reply, Forward)
     assert server.stats()["forwarded"] == 1

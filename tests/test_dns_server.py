@@ -8,10 +8,20 @@ import socket
 import struct
 
 import dns.asyncquery
+import dns.edns
 import dns.flags
 import dns.message
 import pytest
-from dns_helpers import ZONE, ask, config, example_registry, reduce, running
+from dns_helpers import (
+    TIMEOUT_S,
+    ZONE,
+    ask,
+    config,
+    dns_path,  # noqa: F401  (autouse: both paths)
+    example_registry,
+    reduce,
+    running,
+)
 
 from jarvis_dns.errors import ConfigError
 from jarvis_dns.models import InstanceSpec
@@ -150,7 +160,11 @@ async def test_the_udp_backlog_is_bounded_and_drops_the_overflow() -> None:
             client.bind(("127.0.0.1", 0))
             client.setblocking(False)
             protocol = server._udp[0].get_protocol()
-            wire = dns.message.make_query(f"auth.{ZONE}", "A").to_wire()
+            # An EDNS option (a cookie) sends the query the dnslib way, through the backlog.
+            cookie = dns.edns.GenericOption(dns.edns.OptionType.COOKIE, b"12345678")
+            wire = dns.message.make_query(
+                f"auth.{ZONE}", "A", use_edns=0, options=[cookie]
+            ).to_wire()
             # Delivered faster than the loop can run: nothing is answered in between.
             for _ in range(MAX_UDP_BACKLOG + 10):
                 protocol.datagram_received(wire, client.getsockname())  # type: ignore[attr-defined]
@@ -168,3 +182,21 @@ async def test_the_udp_backlog_is_bounded_and_drops_the_overflow() -> None:
                     answered += 1
     assert answered == MAX_UDP_BACKLOG
     assert server.stats()["queries_udp"] == MAX_UDP_BACKLOG
+
+
+async def test_the_fast_path_answers_inside_datagram_received() -> None:
+    async with running(example_registry()) as server:
+        fast = server.config.dns_fast_path
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.bind(("127.0.0.1", 0))
+            client.settimeout(TIMEOUT_S)
+            protocol = server._udp[0].get_protocol()
+            query = dns.message.make_query(f"auth.{ZONE}", "A")
+            protocol.datagram_received(query.to_wire(), client.getsockname())  # type: ignore[attr-defined]
+            # Fast: sent already, nothing queued. dnslib: queued for the next turn.
+            assert server.stats()["udp_backlog"] == (0 if fast else 1)
+            await asyncio.sleep(0.01)
+            reply = dns.message.from_wire(client.recv(4096))
+            assert server.stats()["queries_udp"] == 1
+    assert reply.id == query.id
+    assert reduce(reply).answer == [f"auth.{ZONE} 5 A 10.0.0.11"]

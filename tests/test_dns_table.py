@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from dns_helpers import ZONE, ask, example_registry, running
+from dns_helpers import (
+    ZONE,
+    ask,
+    dns_path,  # noqa: F401  (autouse: both paths)
+    example_registry,
+    running,
+)
 
 Z = ZONE
 SOA_AUTH = [f"{Z} 5 SOA ns.{Z} hostmaster.{Z} {{serial}} 60 30 86400 5"]

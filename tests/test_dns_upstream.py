@@ -11,7 +11,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import dns.flags
 import pytest
-from dns_helpers import ask, config, running
+from dns_helpers import (
+    ask,
+    config,
+    dns_path,  # noqa: F401  (autouse: both paths)
+    running,
+)
 
 from jarvis_dns.dns.server import DnsServer
 from jarvis_dns.models import InstanceSpec

@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dns_helpers import ZONE, ask, config, example_registry, running
+from dns_helpers import (
+    ZONE,
+    ask,
+    config,
+    dns_path,  # noqa: F401  (autouse: both paths)
+    example_registry,
+    running,
+)
 
 from jarvis_dns.dns.zones import load_dir, parse_ttl, parse_zone
 from jarvis_dns.errors import ZoneError

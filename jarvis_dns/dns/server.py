@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import struct
 from collections import deque
 from collections.abc import Callable
@@ -35,6 +36,9 @@ DEFAULT_DNS_PORT = 9053
 MAX_UDP_BACKLOG = 2048
 # Answer this many datagrams, then let the loop serve TCP and timers again.
 UDP_BATCH = 64
+# The kernel charges ~1 KiB per queued datagram, however small, so its default 208 KiB
+# overflows at ~200 queries in flight: a burst a loaded server must absorb, not drop.
+UDP_RECEIVE_BUFFER = 4 << 20
 # Replies the kernel could not take yet; past this the client is flooding us.
 MAX_UDP_WRITE_BUFFER = 1 << 20
 MAX_FORWARDS_IN_FLIGHT = 512  # upstream queries outstanding, all clients together
@@ -222,6 +226,7 @@ class DnsServer:
             raise ConfigError(
                 f"cannot listen for DNS on UDP {host}:{port}: {exc.strerror}"
             ) from None
+        _grow_receive_buffer(transport.get_extra_info("socket"))
         return transport
 
     # -- UDP
@@ -328,7 +333,7 @@ class DnsServer:
             conn.idle = False
             async with asyncio.timeout(TCP_READ_S):
                 data = await reader.readexactly(size)
-            reply = self._answer_tcp(data)
+            reply = self.answer(data, udp=False)
             if isinstance(reply, Forward):
                 await self._pipeline(reply, writer, pending)
             elif reply is not None:
@@ -336,12 +341,11 @@ class DnsServer:
             async with asyncio.timeout(TCP_READ_S):
                 await writer.drain()
 
-    def _answer_tcp(self, data: bytes) -> bytes | Forward | None:
-        if self._fast_tcp is not None:
-            reply = self._fast_tcp(data)
-            if reply is not None:
-                return reply
-        return self.responder.respond(data, udp=False)
+    def answer(self, data: bytes, udp: bool) -> bytes | Forward | None:
+        """What the sockets answer to one message: the fast path, else the dnslib path."""
+        fast = self._fast_udp if udp else self._fast_tcp
+        reply = fast(data) if fast is not None else None
+        return reply if reply is not None else self.responder.respond(data, udp)
 
     async def _pipeline(
         self, forward: Forward, writer: asyncio.StreamWriter, pending: set[asyncio.Task[None]]
@@ -357,6 +361,13 @@ class DnsServer:
         if task is not None:
             pending.add(task)
             task.add_done_callback(pending.discard)
+
+
+def _grow_receive_buffer(sock: Any) -> None:
+    """Ask for UDP_RECEIVE_BUFFER; the kernel caps it at net.core.rmem_max."""
+    with contextlib.suppress(OSError, AttributeError):
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < UDP_RECEIVE_BUFFER:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
 
 
 def _framed(wire: bytes) -> bytes:

@@ -52,7 +52,7 @@ Encoder = Callable[[bytes], "Encoded | None"]
 class _Question:
     """One lower-cased question: its replies without ID, flags and question."""
 
-    __slots__ = ("counters", "flags", "tails")
+    __slots__ = ("counters", "flags", "tails", "turn")
 
     def __init__(self, encoded: Encoded, question_end: int) -> None:
         first = encoded.replies[0]
@@ -60,21 +60,24 @@ class _Question:
         self.flags = (bytes([flags]) + first[3:HEADER], bytes([flags | _RD]) + first[3:HEADER])
         self.tails = tuple(reply[question_end:] for reply in encoded.replies)
         self.counters = encoded.counters
+        # The rotation step, shared by every spelling: a 0x20 resolver spells each query
+        # anew, and would otherwise always get the first order.
+        self.turn = 0
 
     def spelled(self, question: bytes) -> _Spelling:
         rings = tuple(tuple(flags + question + tail for tail in self.tails) for flags in self.flags)
-        return _Spelling(rings, self.counters)
+        return _Spelling(self, rings)
 
 
 class _Spelling:
     """One query as sent, minus its ID: whole replies minus the ID, by RD bit."""
 
-    __slots__ = ("counters", "rings", "turn")
+    __slots__ = ("counters", "question", "rings")
 
-    def __init__(self, rings: tuple[tuple[bytes, ...], ...], counters: tuple[str, ...]) -> None:
+    def __init__(self, question: _Question, rings: tuple[tuple[bytes, ...], ...]) -> None:
+        self.question = question
         self.rings = rings
-        self.counters = counters
-        self.turn = 0
+        self.counters = question.counters
 
 
 _FALLBACK = object()  # cache marker: this question goes the dnslib way (forwarded)
@@ -110,8 +113,9 @@ class FastPath:
         ring = spelling.rings[data[2] & _RD]
         if len(ring) == 1:
             return data[:2] + ring[0]
-        turn = spelling.turn
-        spelling.turn = (turn + 1) % len(ring)
+        question = spelling.question
+        turn = question.turn
+        question.turn = (turn + 1) % len(ring)
         return data[:2] + ring[turn]
 
     def _learn(self, data: bytes) -> _Spelling | None:
