@@ -319,3 +319,14 @@ def test_a_fast_path_with_a_failing_encoder_falls_back() -> None:
     fast = FastPath(lambda data: None, counts, "queries_udp")
     assert fast.answer(query(f"auth.{Z}", "A")) is None
     assert counts["queries_udp"] == 0
+
+
+def test_the_cache_bytes_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wire, "MAX_BYTES", 20_000)
+    fast, slow = pair(registry())
+    # EDNS sizes varied to make many entries of a rotated 40-address answer.
+    for size in range(1200, 1232):
+        data = query(f"big.{Z}", "A", use_edns=0, payload=size)
+        assert fast_reply(fast, data)[2:] in rotations(slow, data, True)
+        assert fast.responder.fast_udp._bytes <= 20_000
+    assert len(fast.responder.fast_udp) < 10

@@ -5,6 +5,7 @@
     zones.py      BIND master-format zone files
     authority.py  which zone answers; registry and static data combined (pure)
     responder.py  one message in, one out: EDNS(0), limits, cache (no I/O)
+    wire.py       the fast path: standard queries answered from encoded replies (pure)
     upstream.py   forwarding outside our zones
     server.py     UDP and TCP sockets
     lookup.py     `jarvis-dns lookup`, a small dig

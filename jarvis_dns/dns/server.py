@@ -1,6 +1,8 @@
 """The DNS sockets: UDP and TCP on every ``--dns`` address (asyncio; only bytes move here).
 
-UDP datagrams wait in a bounded backlog and are answered in batches, so a flood costs
+A standard UDP query is answered inside ``datagram_received`` from the fast path's
+encoded replies (wire.py), with no queue and no dnslib. Every other datagram waits in a
+bounded backlog and is answered in batches by the dnslib path, so a flood costs
 dropped datagrams (counted), never unbounded memory. TCP follows RFC 7766: two-byte
 length prefix, many queries per connection, pipelining (forwarded queries may be
 answered out of order), an idle timeout, and a cap on open connections.

@@ -36,6 +36,9 @@ RING = 8
 # random names would otherwise grow the cache without end. Past this it starts over.
 MAX_QUESTIONS = 50_000
 MAX_SPELLINGS = 50_000
+# And a bound on their bytes: a rotated 1232-byte answer is ~20 KiB once spelled out,
+# and EDNS sizes or 0x20 spellings could be varied to make many.
+MAX_BYTES = 64 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,9 @@ class _Spelling:
         self.rings = rings
         self.counters = question.counters
 
+    def size(self) -> int:
+        return sum(len(reply) for ring in self.rings for reply in ring)
+
 
 _FALLBACK = object()  # cache marker: this question goes the dnslib way (forwarded)
 
@@ -91,10 +97,12 @@ class FastPath:
         self._counter = counter
         self._spellings: dict[bytes, _Spelling] = {}
         self._questions: dict[bytes, _Question | object] = {}
+        self._bytes = 0  # held by both, roughly
 
     def clear(self, *_: object) -> None:
         self._spellings.clear()
         self._questions.clear()
+        self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._questions)
@@ -126,23 +134,27 @@ class FastPath:
         key = data[4:HEADER] + data[HEADER:name_end].lower() + data[name_end:]
         question = self._questions.get(key)
         if question is None:
-            question = self._question(data, question_end)
-            if len(self._questions) >= MAX_QUESTIONS:
-                self.clear()
+            encoded = self._encode(data)
+            if encoded is None or not encoded.replies:
+                question = _FALLBACK
+            else:
+                question = _Question(encoded, question_end)
+            self._make_room(sum(len(reply) for reply in encoded.replies) if encoded else 0)
             self._questions[key] = question
         if not isinstance(question, _Question):
             return None
         spelling = question.spelled(data[HEADER:question_end])
         if len(self._spellings) >= MAX_SPELLINGS:
             self._spellings.clear()
+        self._make_room(spelling.size())
         self._spellings[data[4:]] = spelling
         return spelling
 
-    def _question(self, data: bytes, question_end: int) -> _Question | object:
-        encoded = self._encode(data)
-        if encoded is None or not encoded.replies:
-            return _FALLBACK
-        return _Question(encoded, question_end)
+    def _make_room(self, size: int) -> None:
+        """Start over when the cache would pass MAX_QUESTIONS or MAX_BYTES."""
+        if len(self._questions) >= MAX_QUESTIONS or self._bytes + size > MAX_BYTES:
+            self.clear()
+        self._bytes += size
 
 
 def question_ends(data: bytes) -> tuple[int, int] | None:
