@@ -12,7 +12,14 @@ from aiohttp import web
 from jarvis_dns import matching, validate
 from jarvis_dns.errors import NotFound, Unprocessable, ValidationError, ZoneError
 from jarvis_dns.http.blocking import ALL, parse_index, parse_wait
-from jarvis_dns.http.common import context, json_response, parse_json, read_body, read_json
+from jarvis_dns.http.common import (
+    add_guarded,
+    context,
+    json_response,
+    parse_json,
+    read_body,
+    read_json,
+)
 from jarvis_dns.models import Instance, InstanceId, JSONObject, Status
 
 HEARTBEAT_FIELDS = frozenset({"busy", "metrics"})
@@ -220,22 +227,23 @@ async def openapi(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     instance = "/v1/services/{svc}/instances/{id}"
-    app.router.add_routes(
+    add_guarded(
+        app,
         [
             # The router tries routes in order: the heartbeat, by far the most frequent
             # request, goes first.
-            web.put(instance + "/heartbeat", heartbeat),
-            web.post("/v1/instances", register),
-            web.get("/v1/services", list_services),
-            web.get("/v1/services/{svc}", get_service),
-            web.get(instance, get_instance),
-            web.delete(instance, deregister),
-            web.put(instance + "/status", set_status),
-            web.post("/v1/discover", discover),
-            web.get("/v1/events", events),
-            web.get("/v1/health", health),
-            web.delete("/v1/health/self-preservation", clear_self_preservation),
-            web.post("/v1/zones/reload", reload_zones),
-            web.get("/v1/openapi.json", openapi),
-        ]
+            ("PUT", instance + "/heartbeat", heartbeat),
+            ("POST", "/v1/instances", register),
+            ("GET", "/v1/services", list_services),
+            ("GET", "/v1/services/{svc}", get_service),
+            ("GET", instance, get_instance),
+            ("DELETE", instance, deregister),
+            ("PUT", instance + "/status", set_status),
+            ("POST", "/v1/discover", discover),
+            ("GET", "/v1/events", events),
+            ("GET", "/v1/health", health),
+            ("DELETE", "/v1/health/self-preservation", clear_self_preservation),
+            ("POST", "/v1/zones/reload", reload_zones),
+            ("GET", "/v1/openapi.json", openapi),
+        ],
     )

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from jarvis_dns import matching, validate
 from jarvis_dns.errors import NotFound, ValidationError
-from jarvis_dns.http.common import context, json_response, read_json
+from jarvis_dns.http.common import add_guarded, context, json_response, read_json
 from jarvis_dns.models import Instance, InstanceSpec, JSONObject, Status
 
 # Old clients sent busy/idle as statuses; map them onto the busy flag.
@@ -127,13 +127,14 @@ def _url_host(host: str) -> str:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_routes(
+    add_guarded(
+        app,
         [
-            web.post("/register", register),
-            web.post("/heartbeat", heartbeat),
-            web.post("/heartbeat/{svc}/{id}", heartbeat_path),
-            web.post("/status", status),
-            web.post("/discover", discover),
-            web.get("/service/{svc}", service),
-        ]
+            ("POST", "/register", register),
+            ("POST", "/heartbeat", heartbeat),
+            ("POST", "/heartbeat/{svc}/{id}", heartbeat_path),
+            ("POST", "/status", status),
+            ("POST", "/discover", discover),
+            ("GET", "/service/{svc}", service),
+        ],
     )

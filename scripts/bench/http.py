@@ -51,7 +51,7 @@ HEARTBEAT_LUA = """
 counter = 0
 request = function()
   counter = counter + 1
-  local id = counter % @N@ + 1
+  local id = counter % @N@ + 2  -- wrk ran the register script once unsent: id 1 never came
   local path = string.format("/v1/services/bench-%d/instances/%d/heartbeat", id % @TYPES@, id)
   return wrk.format("PUT", path, {["Content-Type"]="application/json"},
     '{"busy":false,"metrics":{"load":12}}')
@@ -112,7 +112,9 @@ def run(seconds: float) -> dict[str, tuple[Result, Result]]:
             script = lua(REGISTER_LUA, types=TYPES)
             results["register"] = (wrk(url, script, seconds), wrk(ref, script, seconds))
             n = httpx.get(url + "/v1/health").json()["instances"]
-            script = lua(HEARTBEAT_LUA, n=n, types=TYPES)
+            # ids 1..n-100: the last registrations wrk had in flight when it stopped may
+            # never have been sent, and a heartbeat for them would be a fair 404.
+            script = lua(HEARTBEAT_LUA, n=max(1, n - 100), types=TYPES)
             results["heartbeat"] = (wrk(url, script, seconds), wrk(ref, script, seconds))
             script = lua(DISCOVER_LUA, types=TYPES)
             results["discover"] = (wrk(url, script, seconds), wrk(ref, script, seconds))
