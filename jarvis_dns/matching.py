@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
@@ -171,6 +172,27 @@ def compile_requirements(requirements: JSONObject | None) -> Predicate:
         return clauses[0]
 
     return lambda c: all([clause(c) for clause in clauses])
+
+
+_COMPILED: dict[str, Predicate] = {}
+COMPILED_CACHE_SIZE = 1024
+
+
+def canonical(requirements: JSONObject | None) -> str:
+    """One text per meaning ({"a":1,"b":2} == {"b":2,"a":1}): the key of query caches."""
+    return json.dumps(requirements, sort_keys=True, separators=(",", ":"))
+
+
+def compile_cached(requirements: JSONObject | None) -> tuple[str, Predicate]:
+    """compile_requirements, remembered by canonical text; returns (key, predicate)."""
+    key = canonical(requirements)
+    predicate = _COMPILED.get(key)
+    if predicate is None:
+        predicate = compile_requirements(requirements)
+        if len(_COMPILED) >= COMPILED_CACHE_SIZE:
+            _COMPILED.clear()
+        _COMPILED[key] = predicate
+    return key, predicate
 
 
 def check_strategy(strategy: str | None, key: str | None) -> str:

@@ -36,6 +36,7 @@ HeartbeatListener = Callable[[Instance], None]
 ResumeGuard = Callable[[Instance], bool]
 DEFAULT_EVENT_LOG_SIZE = 10_000
 MAX_CHECK_OUTPUT = 4096
+MATCH_CACHE_SIZE = 4096  # distinct (service, requirements) pairs kept; then start over
 
 
 class Journal(Protocol):
@@ -70,6 +71,7 @@ class Registry:
         self._heartbeat_listeners: list[HeartbeatListener] = []
         self._may_resume: ResumeGuard = lambda inst: True
         self._dirty: dict[tuple[str, str], Instance] = {}
+        self._match_cache: dict[tuple[str, str], tuple[int, list[Instance]]] = {}
         self.selector = selector or Selector()
         self.index = 0
 
@@ -138,15 +140,38 @@ class Registry:
     def oldest_event_index(self) -> int:
         return self._events[0].index if self._events else self.index
 
-    def matching(self, service_type: str, predicate: Predicate) -> list[Instance]:
-        """Live instances of one type that satisfy the predicate."""
+    def matching(
+        self, service_type: str, predicate: Predicate, cache_key: str | None = None
+    ) -> list[Instance]:
+        """Live instances of one type that satisfy the predicate.
+
+        With a cache_key (the requirements' canonical text) the answer is kept until the
+        service's change index moves: discovery repeats the same few queries far more
+        often than a service changes, and every change that could alter a match (status,
+        busy, metadata, membership) moves that index."""
+        if cache_key is not None:
+            hit = self._match_cache.get((service_type, cache_key))
+            if hit is not None and hit[0] == self.service_index(service_type):
+                return hit[1]
         group = self._services.get(service_type, {})
-        return [i for i in group.values() if i.live and predicate(i)]
+        found = [i for i in group.values() if i.live and predicate(i)]
+        if cache_key is not None:
+            if len(self._match_cache) >= MATCH_CACHE_SIZE:
+                self._match_cache.clear()
+            entry = (self.service_index(service_type), found)
+            self._match_cache[(service_type, cache_key)] = entry
+        return found
 
     def discover(
-        self, service_type: str, predicate: Predicate, strategy: str, key: str | None = None
+        self,
+        service_type: str,
+        predicate: Predicate,
+        strategy: str,
+        key: str | None = None,
+        cache_key: str | None = None,
     ) -> Instance | None:
-        return self.selector.select(strategy, self.matching(service_type, predicate), key)
+        candidates = self.matching(service_type, predicate, cache_key)
+        return self.selector.select(strategy, candidates, key)
 
     def drain_dirty(self) -> list[Instance]:
         """Instances whose liveness changed since the last flush (for batched writes)."""

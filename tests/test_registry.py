@@ -155,3 +155,23 @@ def test_event_log_is_bounded(clock: FakeClock) -> None:
     assert [e.index for e in reg.events_since(0)] == [6, 7, 8, 9, 10]
     assert reg.oldest_event_index() == 6
     assert [e.index for e in reg.events_since(8, limit=1)] == [9]
+
+
+def test_cached_matching_follows_every_change(clock: FakeClock) -> None:
+    from jarvis_dns.matching import compile_cached
+
+    reg = Registry(clock)
+    reg.register(spec("auth", 1, metadata={"v": 1}))
+    key, want = compile_cached({"v": 1, "busy": False})
+    assert [i.instance_id for i in reg.matching("auth", want, key)] == [1]
+    reg.register(spec("auth", 2, metadata={"v": 1}))
+    assert [i.instance_id for i in reg.matching("auth", want, key)] == [1, 2]
+    reg.set_status("auth", 1, busy=True)
+    assert [i.instance_id for i in reg.matching("auth", want, key)] == [2]
+    reg.mark("auth", 2, EventKind.TTL_EXPIRED, Status.DEAD, "ttl expired")
+    assert reg.matching("auth", want, key) == []
+    reg.heartbeat("auth", 2)
+    assert [i.instance_id for i in reg.matching("auth", want, key)] == [2]
+    reg.register(spec("auth", 2, metadata={"v": 2}))
+    assert reg.matching("auth", want, key) == []
+    assert compile_cached({"busy": False, "v": 1})[0] == key  # key order does not matter

@@ -150,24 +150,24 @@ async def set_status(request: web.Request) -> web.Response:
     return json_response(inst.to_dict(), index=inst.modify_index)
 
 
-def parse_discover(body: Any) -> tuple[str, matching.Predicate, str, str | None]:
+def parse_discover(body: Any) -> tuple[str, str, matching.Predicate, str, str | None]:
     body = validate.require_object(body)
     validate.only_fields(body, DISCOVER_FIELDS)
     if "service_type" not in body:
         raise ValidationError("is required", field="service_type")
     svc = validate.service_type(body["service_type"])
-    predicate = matching.compile_requirements(body.get("requirements"))
+    cache_key, predicate = matching.compile_cached(body.get("requirements"))
     key = body.get("key")
     if key is not None and not isinstance(key, str | int):
         raise ValidationError("must be a string", field="key")
     key = None if key is None else str(key)
-    return svc, predicate, matching.check_strategy(body.get("strategy"), key), key
+    return svc, cache_key, predicate, matching.check_strategy(body.get("strategy"), key), key
 
 
 async def discover(request: web.Request) -> web.Response:
-    svc, predicate, strategy, key = parse_discover(await read_json(request))
+    svc, cache_key, predicate, strategy, key = parse_discover(await read_json(request))
     registry = context(request).registry
-    inst = registry.discover(svc, predicate, strategy, key)
+    inst = registry.discover(svc, predicate, strategy, key, cache_key)
     if inst is None:
         raise NotFound(f"no live instance of {svc} matches", field="service_type")
     return json_response(inst.to_dict(), index=registry.service_index(svc))

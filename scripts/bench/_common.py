@@ -9,7 +9,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,3 +138,40 @@ def seed_sqlite(
     store = SqliteStore(Path(data_dir) / "registry.db")
     store.write(Batch(puts=puts, index=len(puts)))
     store.close()
+
+
+@dataclass
+class Perf:
+    qps: float
+    lost: int
+    sent: int
+
+
+def dnsperf(port: int, queries: list[str], seconds: float) -> Perf:
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write("\n".join(queries * 50) + "\n")
+    argv = [
+        "dnsperf",
+        "-s",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-d",
+        f.name,
+        "-l",
+        str(seconds),
+        "-c",
+        "8",
+        "-q",
+        "200",
+        "-t",
+        "2",
+    ]
+    out = subprocess.run(pinned(LOAD_CPU, argv), capture_output=True, text=True).stdout
+    Path(f.name).unlink()
+    qps = re.search(r"Queries per second:\s+([\d.]+)", out)
+    lost = re.search(r"Queries lost:\s+(\d+)", out)
+    sent = re.search(r"Queries sent:\s+(\d+)", out)
+    if not (qps and lost and sent):
+        raise RuntimeError(f"dnsperf said:\n{out}")
+    return Perf(float(qps.group(1)), int(lost.group(1)), int(sent.group(1)))

@@ -11,17 +11,16 @@ import sys
 sys.path.append(sys.path.pop(0))  # this file is dns.py: keep dnspython's `dns` first
 
 import argparse
-import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from _common import (
     LOAD_CPU,
     PYTHON,
     SERVER_CPU,
+    dnsperf,
     free_port,
     header,
     pinned,
@@ -44,13 +43,6 @@ MIXES = {
         f"nope.{ZONE} A",
     ],
 }
-
-
-@dataclass
-class Perf:
-    qps: float
-    lost: int
-    sent: int
 
 
 def instances(n: int, types: int) -> list[tuple[str, int, str, int, dict[str, object]]]:
@@ -89,36 +81,6 @@ def dnsmasq_args(port: int, fleet: list[tuple[str, int, str, int, dict[str, obje
         txt = ",".join(f"{k}={v}" for k, v in meta.items()) + ",busy=false,status=active"
         args.append(f"--txt-record={iid}._{svc}._tcp.{ZONE},{txt}")
     return args
-
-
-def dnsperf(port: int, queries: list[str], seconds: float) -> Perf:
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
-        f.write("\n".join(queries * 50) + "\n")
-    argv = [
-        "dnsperf",
-        "-s",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "-d",
-        f.name,
-        "-l",
-        str(seconds),
-        "-c",
-        "8",
-        "-q",
-        "200",
-        "-t",
-        "2",
-    ]
-    out = subprocess.run(pinned(LOAD_CPU, argv), capture_output=True, text=True).stdout
-    Path(f.name).unlink()
-    qps = re.search(r"Queries per second:\s+([\d.]+)", out)
-    lost = re.search(r"Queries lost:\s+(\d+)", out)
-    sent = re.search(r"Queries sent:\s+(\d+)", out)
-    if not (qps and lost and sent):
-        raise RuntimeError(f"dnsperf said:\n{out}")
-    return Perf(float(qps.group(1)), int(lost.group(1)), int(sent.group(1)))
 
 
 def wait_dns(port: int) -> None:
