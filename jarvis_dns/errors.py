@@ -8,7 +8,7 @@ JarvisError
 │   ├── PayloadTooLarge       413: body over the limit
 │   ├── UnsupportedMediaType  415: body is not JSON
 │   └── Unprocessable         422: well-formed but cannot be applied
-├── StoreError                the persistence layer failed (disk, etcd)
+├── StoreError                the persistence layer failed (disk full, I/O error)
 ├── ConfigError               a setting is unusable (port taken, dir unwritable)
 └── ZoneError                 a zone file does not parse (file and line)
 RegistryUnavailable(JarvisError, ConnectionError)
