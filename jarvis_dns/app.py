@@ -67,6 +67,7 @@ class App:
         self.health = HealthMonitor(self.registry, config, clock=clock)
         self._runner: web.AppRunner | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self.http_port = 0
 
     @property
@@ -127,32 +128,34 @@ class App:
         self.http_port = int(self._runner.addresses[0][1])
 
     async def _flush_loop(self) -> None:
-        """Write heartbeat timestamps in batches: one transaction a second, not one a beat.
+        """Write heartbeat timestamps in batches: one flush a second, not a write a beat.
 
-        The batch is written from a worker thread so the event loop keeps answering."""
-        while True:
-            await asyncio.sleep(self.config.liveness_flush_s)
+        The batch is written from a worker thread so the event loop keeps answering.
+        Stopping waits for a flush in progress (a thread cannot be cancelled midway)."""
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.config.liveness_flush_s)
             dirty = self.registry.drain_dirty()
-            if dirty:
-                await asyncio.to_thread(self._write_liveness, dirty)
+            if dirty and not await asyncio.to_thread(self._write_liveness, dirty):
+                self.registry.mark_dirty(dirty)  # back on the loop: the registry is not shared
 
     def flush(self) -> None:
-        self._write_liveness(self.registry.drain_dirty())
+        dirty = self.registry.drain_dirty()
+        if dirty and not self._write_liveness(dirty):
+            self.registry.mark_dirty(dirty)
 
-    def _write_liveness(self, dirty: list[Instance]) -> None:
-        if not dirty:
-            return
+    def _write_liveness(self, dirty: list[Instance]) -> bool:
         try:
             self.store.write_liveness(dirty)
         except StoreError as exc:
             log.error("liveness flush failed; the next flush writes them again: %s", exc)
-            self.registry.mark_dirty(dirty)
+            return False
+        return True
 
     async def stop(self) -> None:
         if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+            self._stopping.set()
+            await self._flusher  # lets a flush in progress finish on its thread
             self._flusher = None
         self.waiter.close()
         if self._runner is not None:

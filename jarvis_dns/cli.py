@@ -171,7 +171,10 @@ def _request(args: argparse.Namespace, method: str, path: str, **kw: Any) -> Any
         response = httpx.request(method, url, timeout=kw.pop("timeout", 10.0), **kw)
     except httpx.HTTPError as exc:
         raise CommandError(f"cannot reach {url}: {exc}") from None
-    body = response.json() if response.content else {}
+    try:
+        body = response.json() if response.content else {}
+    except ValueError:  # not JSON: a proxy's error page, say
+        raise CommandError(f"{response.status_code}: {response.text[:200]}") from None
     if response.status_code >= 400:
         err = body.get("error", {}) if isinstance(body, dict) else {}
         field = f" ({err['field']})" if err.get("field") else ""
@@ -298,6 +301,8 @@ def _cmd_events(args: argparse.Namespace) -> int:
 
     index = show(_request(args, "GET", f"/v1/events?since={since}"))
     while args.follow:
+        if index < since:  # the server came back with a fresh store: start over
+            since = 0
         body = _request(
             args, "GET", f"/v1/events?since={since}&index={index}&wait=60s", timeout=90.0
         )

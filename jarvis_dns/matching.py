@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
@@ -217,8 +218,17 @@ def load_of(c: Instance | Mapping[str, Any]) -> float:
     for name in ("load", "cpu_usage", "connections"):
         value = metrics.get(name)
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+            return _as_load(value)
     return 0.0
+
+
+def _as_load(value: float) -> float:
+    # A huge or NaN load reads as the worst load, never as an error or a best match.
+    try:
+        load = float(value)
+    except OverflowError:
+        return math.inf
+    return math.inf if load != load else load
 
 
 def _load_rank(c: Instance | Mapping[str, Any]) -> tuple[bool, float, str]:

@@ -11,6 +11,7 @@ Consul's TTL checks): they are collected as "dirty liveness" and flushed in batc
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
@@ -30,6 +31,7 @@ from jarvis_dns.models import (
     instance_key,
 )
 
+log = logging.getLogger("jarvis_dns.registry")
 Clock = Callable[[], float]
 Subscriber = Callable[[Sequence[Event]], None]
 HeartbeatListener = Callable[[Instance], None]
@@ -375,7 +377,10 @@ class Registry:
         self._service_index[service_type] = index
         self._events.extend(events)
         for fn in list(self._subscribers):
-            fn(events)
+            try:
+                fn(events)
+            except Exception:  # the change is committed: every other subscriber must hear it
+                log.exception("a registry subscriber failed on index %d", index)
 
 
 _STATUS_KIND = {

@@ -25,6 +25,8 @@ from jarvis_dns.models import (
 )
 
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# DNS-SD spells a type `_<svc>`: one byte more than the name, and a label holds 63.
+MAX_SERVICE_TYPE = 62
 _HOST_LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 MAX_METADATA_BYTES = 16 * 1024  # fits many TXT strings, small enough to keep 100k in RAM
 MAX_METADATA_DEPTH = 8
@@ -59,9 +61,10 @@ def service_type(value: Any, field: str = "service_type") -> str:
     if not isinstance(value, str) or not value:
         raise ValidationError("must be a non-empty string", field=field)
     folded = value.lower()
-    if not _LABEL.match(folded):
+    if not _LABEL.match(folded) or len(folded) > MAX_SERVICE_TYPE:
         raise ValidationError(
-            "must be a DNS label: a-z, 0-9 and '-', 1-63 characters, no leading or trailing '-'",
+            "must be a DNS label: a-z, 0-9 and '-', 1-62 characters (DNS-SD adds '_'), "
+            "no leading or trailing '-'",
             field=field,
         )
     return folded
@@ -71,10 +74,10 @@ def instance_id(value: Any, field: str = "instance_id") -> InstanceId:
     if isinstance(value, bool):
         raise ValidationError("must be an integer >= 0 or a DNS label", field=field)
     if isinstance(value, int):
-        if value < 0:
+        if not 0 <= value < 10**63:  # its digits are a DNS label: 63 at most
             raise ValidationError("must be an integer >= 0 or a DNS label", field=field)
         return value
-    if isinstance(value, str) and value:
+    if isinstance(value, str) and value and len(value) <= 63:
         if value.isascii() and value.isdigit():
             return int(value)  # "7" and 7 are the same instance: one DNS label
         folded = value.lower()
@@ -87,11 +90,21 @@ def host(value: Any, field: str = "host") -> str:
     if not isinstance(value, str) or not value:
         raise ValidationError("must be an IP address or a hostname", field=field)
     try:
-        return str(ipaddress.ip_address(value.strip("[]")))
+        address = ipaddress.ip_address(value.strip("[]"))
     except ValueError:
-        pass
+        return _hostname(value, field)
+    if address.is_unspecified or (address.version == 6 and "%" in value):
+        raise ValidationError("must be an address others can reach (no 0.0.0.0, ::, or %zone)",
+                              field=field)  # fmt: skip
+    return str(address)
+
+
+def _hostname(value: str, field: str) -> str:
     name = value.rstrip(".")
-    if len(name) > 253 or not all(_HOST_LABEL.match(p) for p in name.split(".")):
+    labels = name.split(".")
+    if len(name) > 253 or not all(_HOST_LABEL.match(p) for p in labels):
+        raise ValidationError("must be an IP address or a hostname", field=field)
+    if all(p.isdigit() for p in labels):  # 999.1.1.1 is a broken address, not a name
         raise ValidationError("must be an IP address or a hostname", field=field)
     return name.lower()
 
@@ -105,7 +118,8 @@ def integer(value: Any, field: str, low: int, high: int) -> int:
 def number(value: Any, field: str, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValidationError(f"must be a number from {low:g} to {high:g}", field=field)
-    if not math.isfinite(value) or not low <= value <= high:
+    # Compare before isfinite: a huge JSON integer overflows a float.
+    if not low <= value <= high or not math.isfinite(value):
         raise ValidationError(f"must be a number from {low:g} to {high:g}", field=field)
     return float(value)
 
@@ -126,20 +140,41 @@ def status(value: Any, field: str = "status") -> Status:
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def _depth(value: Any) -> int:
-    if type(value) is dict and all(type(v) in _SCALARS for v in value.values()):
-        return 1  # the common flat object, without recursion
-    if isinstance(value, dict):
-        return 1 + max((_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(v) for v in value), default=0)
-    return 0
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether containers nest more than `limit` levels; iterative, so any depth is safe."""
+    level: list[Any] = [value]
+    for _ in range(limit + 1):
+        nested = [
+            v
+            for c in level
+            for v in (c.values() if isinstance(c, dict) else c)
+            if isinstance(v, dict | list)
+        ]
+        if not nested:
+            return False
+        level = nested
+    return True
+
+
+def _finite_scalars(value: dict[str, Any]) -> bool:
+    """A flat object of JSON scalars with no NaN or infinity: the common metrics shape."""
+    for v in value.values():
+        kind = type(v)
+        if kind is float:
+            if not math.isfinite(v):
+                return False
+        elif kind is int:
+            if not -(2**63) <= v < 2**63:
+                return False
+        elif kind not in _SCALARS:
+            return False
+    return True
 
 
 def json_object(value: Any, field: str, max_bytes: int = MAX_METADATA_BYTES) -> JSONObject:
     if not isinstance(value, dict):
         raise ValidationError("must be a JSON object", field=field)
-    if _depth(value) > MAX_METADATA_DEPTH:
+    if _deeper_than(value, MAX_METADATA_DEPTH - 1):
         raise ValidationError(f"nests deeper than {MAX_METADATA_DEPTH} levels", field=field)
     try:
         size = len(json.dumps(value, separators=(",", ":"), allow_nan=False).encode())
@@ -200,7 +235,8 @@ def register_body(body: Any, peer: str | None) -> InstanceSpec:
     unknown = set(body) - REGISTER_FIELDS
     if unknown:
         raise ValidationError("unknown field", field=sorted(unknown)[0])
-    metadata = json_object(body.get("metadata") or {}, "metadata")
+    raw_metadata = body.get("metadata")
+    metadata = {} if raw_metadata is None else json_object(raw_metadata, "metadata")
     raw_host = body.get("host")
     if raw_host is None:
         if not peer:
@@ -239,7 +275,7 @@ def optional_metrics(body: Mapping[str, Any], body_bytes: int | None = None) -> 
     if value is None:
         return None
     small = body_bytes is not None and body_bytes <= MAX_METRICS_BYTES
-    if small and type(value) is dict and _depth(value) <= MAX_METADATA_DEPTH:
+    if small and type(value) is dict and _finite_scalars(value):
         return value
     return json_object(value, "metrics", MAX_METRICS_BYTES)
 

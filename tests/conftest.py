@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -27,6 +28,16 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def default_sigint() -> None:
+    """A child's preexec_fn for tests that stop it with SIGINT (Ctrl-C).
+
+    A run started as a background job of a non-interactive shell (`./scripts/test &`, some
+    CI runners) inherits SIGINT ignored, exec keeps it ignored, and Python then installs no
+    KeyboardInterrupt handler: the child would never see the Ctrl-C the test sends.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import subprocess
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import dns.asyncquery
+import dns.exception
 import dns.message
 import dns.rcode
 import dns.rdatatype
@@ -137,3 +141,24 @@ async def ask(
     else:
         msg = await dns.asyncquery.tcp(query, host, port=port, timeout=TIMEOUT_S)
     return reduce(msg)
+
+
+async def until_listening(proc: subprocess.Popen[bytes], port: int, timeout: float = 15.0) -> None:
+    """Wait until a DNS server just started as `proc` answers on 127.0.0.1:port.
+
+    A query to a UDP port nobody has bound yet is refused at once, so a client's retries
+    run out in milliseconds (dig +tries=20 spends about 40 ms in all): on a loaded machine
+    the process may not have bound by then. Any reply (dnsmasq answers version.bind
+    itself, forwarding nothing and caching nothing) means it listens.
+    """
+    query = dns.message.make_query("version.bind.", "TXT", "CH")
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, f"the DNS server for port {port} exited ({proc.returncode})"
+        try:
+            await dns.asyncquery.udp(query, "127.0.0.1", port=port, timeout=0.5)
+            return
+        except (OSError, dns.exception.Timeout):
+            if time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.02)

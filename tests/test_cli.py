@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import default_sigint
 from test_serve import Server
 
 
@@ -71,6 +72,7 @@ def test_events_follow_prints_live(server: Server) -> None:
         stdout=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=default_sigint,
     )
     try:
         time.sleep(0.5)

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp import web
+from conftest import default_sigint
 
 from jarvis_dns.app import App
 from jarvis_dns.client import DNSClient, ServiceConfig
@@ -82,6 +83,7 @@ class Program:
             stderr=asyncio.subprocess.STDOUT,
             env=environ,
             cwd=str(path.parent),
+            preexec_fn=default_sigint,  # stop() may send SIGINT
         )
         return cls(proc)
 

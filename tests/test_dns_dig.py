@@ -18,6 +18,7 @@ from dns_helpers import (
     dns_path,  # noqa: F401  (autouse: both paths)
     example_registry,
     running,
+    until_listening,
 )
 
 from jarvis_dns.dns.lookup import lookup_main
@@ -93,12 +94,6 @@ def _dig(argv: list[str]) -> str:
     return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout
 
 
-def _answers(out: str) -> str:
-    # dig reports a try that met a not-yet-listening dnsmasq (";; communications error")
-    # before the answer of its next try: keep only the answer.
-    return "\n".join(ln for ln in out.splitlines() if not ln.startswith(";;"))
-
-
 def _doc_dnsmasq_line() -> str:
     lines = [ln for ln in DOC.read_text().splitlines() if ln.startswith("server=/")]
     assert lines == ["server=/jarvis.internal/127.0.0.1#9053"]
@@ -119,11 +114,11 @@ async def test_the_dnsmasq_snippet_routes_the_zone_to_jarvis_dns() -> None:
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            dig = [DIG, "@127.0.0.1", "-p", str(port), "+short", "+tries=20", "+timeout=1"]
-            a = _answers(await asyncio.to_thread(_dig, [*dig, "auth.jarvis.internal", "A"]))
-            srv = _answers(
-                await asyncio.to_thread(_dig, [*dig, "_auth._tcp.jarvis.internal", "SRV"])
-            )
+            # dig's tries against a port not yet bound are all refused within milliseconds.
+            await until_listening(proc, port)
+            dig = [DIG, "@127.0.0.1", "-p", str(port), "+short", "+tries=3", "+timeout=2"]
+            a = await asyncio.to_thread(_dig, [*dig, "auth.jarvis.internal", "A"])
+            srv = await asyncio.to_thread(_dig, [*dig, "_auth._tcp.jarvis.internal", "SRV"])
         finally:
             proc.terminate()
             proc.wait(timeout=5)

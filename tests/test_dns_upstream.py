@@ -16,6 +16,7 @@ from dns_helpers import (
     config,
     dns_path,  # noqa: F401  (autouse: both paths)
     running,
+    until_listening,
 )
 
 from jarvis_dns.dns.server import DnsServer
@@ -148,12 +149,9 @@ async def test_forwarding_to_dnsmasq() -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
+        await until_listening(proc, port)  # dnsmasq needs a moment to bind
         async with _started(_forwarder(f"127.0.0.1:{port}")) as server:
-            for _ in range(50):  # dnsmasq needs a moment to bind
-                reply = await ask(server, "dm.test.", "A")
-                if reply.rcode == "NOERROR":
-                    break
-                await asyncio.sleep(0.05)
+            reply = await ask(server, "dm.test.", "A")
     finally:
         proc.terminate()
         proc.wait(timeout=5)

@@ -176,10 +176,16 @@ async def test_periodic_check_keeps_the_minimum_interval(
     recorder = Recorder()
     target = http_target(fleet.port, interval_s=0.1)  # below the 1 s minimum
     check = HttpCheck(target, recorder, Limiter(8), NoStagger(), session)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     check.start()
-    await asyncio.sleep(1.5)
+    # Probes are due at 0 s and 1 s, not every 0.1 s; a loaded machine may answer late, so
+    # wait for the second result rather than a fixed 1.5 s, then see when it came.
+    await _until(lambda: len(recorder.results) >= 2, timeout=10)
+    second_after = loop.time() - started
     await check.stop()
-    assert len(recorder.results) == 2  # at 0 s and 1 s, not every 0.1 s
+    assert second_after >= 0.9  # due at 1 s; at 0.1 s intervals it would come at 0.1 s
+    assert len(recorder.results) == 2  # and no burst of catch-up probes
     assert all(r.passed and t is target for t, r in recorder.results)
 
 

@@ -9,6 +9,7 @@ from conftest import ApiServer
 
 GOOD = {"service_type": "auth", "instance_id": 1, "host": "127.0.0.1", "port": 5001}
 INST = "/v1/services/auth/instances/1"
+JSON = {"content-type": "application/json"}
 
 
 def reg(**changes: Any) -> dict[str, Any]:
@@ -75,6 +76,37 @@ CASES: list[tuple[str, str, dict[str, Any], int, str | None]] = [
     ("POST", "/v1/instances", {"json": reg(check={"bogus": 1})}, 400, "check.bogus"),
     ("POST", "/v1/instances", {"json": reg(metdata={})}, 400, "metdata"),
     ("POST", "/v1/instances", {"json": reg(deregister_after_s=-5)}, 400, "deregister_after_s"),
+    ("POST", "/v1/instances", {"json": reg(service_type="a" * 63)}, 400, "service_type"),
+    ("POST", "/v1/instances", {"json": reg(instance_id=10**63)}, 400, "instance_id"),
+    ("POST", "/v1/instances", {"json": reg(instance_id="1" * 64)}, 400, "instance_id"),
+    ("POST", "/v1/instances", {"json": reg(host="fe80::1%eth0")}, 400, "host"),
+    ("POST", "/v1/instances", {"json": reg(host="0.0.0.0")}, 400, "host"),
+    ("POST", "/v1/instances", {"json": reg(host="999.1.1.1")}, 400, "host"),
+    ("POST", "/v1/instances", {"json": reg(metadata=[])}, 400, "metadata"),
+    ("POST", "/v1/instances", {"json": reg(ttl_s=10**400)}, 400, "ttl_s"),
+    ("POST", "/v1/instances", {"content": b"[" * 100_000, "headers": JSON}, 413, "body"),
+    (
+        "POST",
+        "/v1/instances",
+        {"content": b"[" * 50_000 + b"]" * 50_000, "headers": JSON},
+        413,
+        "body",
+    ),
+    (
+        "POST",
+        "/v1/instances",
+        {"content": b"[" * 30_000 + b"]" * 30_000, "headers": JSON},
+        400,
+        "body",
+    ),
+    (
+        "PUT",
+        INST + "/heartbeat",
+        {"content": b'{"metrics": {"x": NaN}}', "headers": JSON},
+        400,
+        "metrics",
+    ),
+    ("GET", "/v1/services/auth?requirements=" + "[" * 3000 + "]" * 3000, {}, 400, "requirements"),
     ("PUT", INST + "/heartbeat", {"json": {"busy": 1}}, 400, "busy"),
     ("PUT", INST + "/heartbeat", {"json": {"metrics": "hot"}}, 400, "metrics"),
     ("PUT", INST + "/heartbeat", {"json": {"bsy": True}}, 400, "bsy"),

@@ -11,20 +11,28 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import dns.exception
+import dns.message
+import dns.query
 import httpx
 import pytest
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports: held together while picked, so no two come out the same."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 class Server:
     def __init__(self, data_dir: Path, *extra: str) -> None:
-        self.http = free_port()
-        self.dns = free_port()
+        self.http, self.dns = free_ports(2)
         self.url = f"http://127.0.0.1:{self.http}"
         args = ["--http", f"127.0.0.1:{self.http}", "--dns", f"127.0.0.1:{self.dns}"]
         args += ["--data-dir", str(data_dir), "--zones-dir", str(data_dir / "zones"), *extra]
@@ -36,16 +44,41 @@ class Server:
         )
 
     def wait_ready(self, timeout: float = 15) -> None:
+        """Until HTTP and DNS answer and SIGTERM/SIGHUP are handled.
+
+        serve() answers HTTP before its DNS sockets are bound and before it installs its
+        signal handlers, so /v1/health alone may say 200 a moment too early (a SIGTERM
+        then would kill the server outright)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"server exited: {self.output()}")
-            try:
-                if httpx.get(self.url + "/v1/health", timeout=0.5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.05)
+            if self._http_ready() and self._dns_ready() and self._handles_signals():
+                return
+            time.sleep(0.05)
         raise AssertionError("server did not become ready")
+
+    def _http_ready(self) -> bool:
+        try:
+            return httpx.get(self.url + "/v1/health", timeout=0.5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _dns_ready(self) -> bool:
+        query = dns.message.make_query("jarvis.internal.", "SOA")
+        try:
+            dns.query.udp(query, "127.0.0.1", port=self.dns, timeout=0.5)
+        except (OSError, dns.exception.Timeout):
+            return False
+        return True  # any reply: the socket is bound and served
+
+    def _handles_signals(self) -> bool:
+        try:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        except OSError:
+            return True  # no /proc here: nothing to look at
+        caught = next(ln.split()[1] for ln in status.splitlines() if ln.startswith("SigCgt:"))
+        return all(int(caught, 16) >> (sig - 1) & 1 for sig in (signal.SIGTERM, signal.SIGHUP))
 
     def terminate(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
@@ -194,9 +227,6 @@ www IN A 192.0.2.1
 
 
 def _a(server: Server, name: str) -> list[str]:
-    import dns.message
-    import dns.query
-
     reply = dns.query.udp(
         dns.message.make_query(name, "A"), "127.0.0.1", port=server.dns, timeout=2
     )

@@ -161,8 +161,8 @@ class InstanceCache:
             before, started = entry.index, self._clock()
             try:
                 await self._fetch(entry, blocking=blocking)
-            except (RegistryUnavailable, RequestError) as exc:
-                if isinstance(exc, RequestError):
+            except (RegistryUnavailable, RequestError, ValueError) as exc:
+                if not isinstance(exc, RegistryUnavailable):
                     log.warning("registry refused to list %s: %s", entry.service_type, exc)
                 entry.healthy = False
                 await self._sleep(self._backoff.delay(failures))
@@ -170,7 +170,12 @@ class InstanceCache:
                 continue
             failures = 0
             returned_early = self._clock() - started < self._wait_s / 2
-            if blocking and entry.index == before and returned_early:
+            if not blocking and not (
+                entry.healthy and entry.url == self._transport.preferred_url()
+            ):
+                # A plain fetch that still cannot turn into a blocking one must not spin.
+                await self._sleep(_MIN_POLL_S)
+            elif blocking and entry.index == before and returned_early:
                 await self._sleep(_MIN_POLL_S)
 
     async def _fetch(self, entry: _Entry, *, blocking: bool) -> None:
@@ -183,7 +188,7 @@ class InstanceCache:
         url = self._transport.server_of(response)
         header = response.headers.get("X-Jarvis-Index")
         if response.status_code == 404:
-            self._store(entry, [], int(header or 0), url)
+            self._store(entry, [], int(header) if header and header.isdigit() else 0, url)
             return
         if response.status_code >= 400:
             raise request_error(response)

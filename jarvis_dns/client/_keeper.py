@@ -208,6 +208,9 @@ class Keeper:
                     await self.beat()
                 except RegistryUnavailable:
                     failures += 1  # the transport logs the outage once
+                except Exception:  # an odd answer must not end this instance's heartbeats
+                    log.exception("heartbeat of %s failed unexpectedly", self.reg.name)
+                    failures += 1
                 else:
                     failures = 0
         except asyncio.CancelledError:

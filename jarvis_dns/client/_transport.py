@@ -45,7 +45,8 @@ class Transport:
         clock: Clock,
     ) -> None:
         self._servers = [
-            _Server(url, CircuitBreaker(breaker_threshold, breaker_reset_s, clock)) for url in urls
+            _Server(_normal(url), CircuitBreaker(breaker_threshold, breaker_reset_s, clock))
+            for url in urls
         ]
         timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, CONNECT_TIMEOUT_S))
         self.http = httpx.AsyncClient(transport=transport, timeout=timeout)
@@ -64,6 +65,7 @@ class Transport:
         return None
 
     def server_of(self, response: httpx.Response) -> str:
+        # Compared in httpx's own spelling of URLs (see _normal), or nothing would match.
         """Which configured server URL produced this response."""
         sent = str(response.request.url)
         return next((s.url for s in self._servers if sent.startswith(s.url)), sent)
@@ -133,3 +135,9 @@ class Transport:
 
 def _describe(exc: httpx.TransportError) -> str:
     return str(exc) or type(exc).__name__
+
+
+def _normal(url: str) -> str:
+    """A URL as httpx spells the requests it sends (lower-case host, no default port, no
+    trailing slash), so a response can be traced back to the server it came from."""
+    return str(httpx.URL(url)).rstrip("/")

@@ -89,6 +89,9 @@ class PeriodicCheck(abc.ABC):
             return failure(f"timeout after {timeout:g}s")
         except (OSError, EOFError, ValueError, aiohttp.ClientError) as exc:
             return failure(f"{type(exc).__name__}: {exc}".rstrip(": "))
+        except Exception as exc:  # whatever else a probe meets, the check lives on
+            log.exception("probe of %s/%s failed unexpectedly", *self.target.key)
+            return failure(f"{type(exc).__name__}: {exc}".rstrip(": "))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=f"check {self.target.key}")
@@ -152,8 +155,20 @@ class HttpCheck(PeriodicCheck):
         async with self._session.get(
             self.target.url, allow_redirects=False, headers=HEADERS
         ) as resp:
-            body = await resp.content.read(MAX_BODY_BYTES)
-            return interpret_http(resp.status, body)
+            return interpret_http(resp.status, await _read_capped(resp))
+
+
+async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
+    """The body up to MAX_BODY_BYTES, however many segments it arrives in."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < MAX_BODY_BYTES:
+        chunk = await resp.content.read(MAX_BODY_BYTES - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 class TcpCheck(PeriodicCheck):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from jarvis_dns import validate
+from jarvis_dns.errors import ValidationError
 from jarvis_dns.models import Check, EventKind, Instance, JSONObject, Status
 
 MAX_OUTPUT_BYTES = 4096  # DESIGN: the last check output is kept, <= 4 KiB
@@ -54,8 +56,7 @@ def interpret_http(status: int, body: bytes) -> CheckResult:
     if not 200 <= status < 300:
         return CheckResult(passed=False, output=output)
     doc = _json_object(body)
-    metrics = doc.get("metrics")
-    metrics = metrics if isinstance(metrics, dict) else None
+    metrics = _valid_metrics(doc.get("metrics"))
     said = doc.get("status")
     if said is not None and str(said).strip().lower() not in HEALTHY_WORDS:
         return CheckResult(passed=False, output=output, metrics=metrics)
@@ -65,11 +66,21 @@ def interpret_http(status: int, body: bytes) -> CheckResult:
     )
 
 
+def _valid_metrics(value: object) -> JSONObject | None:
+    """Metrics as a heartbeat may send them (size, depth, no NaN), else none at all."""
+    if not isinstance(value, dict):
+        return None
+    try:
+        return validate.json_object(value, "metrics", validate.MAX_METRICS_BYTES)
+    except ValidationError:
+        return None
+
+
 def _json_object(body: bytes) -> JSONObject:
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return {}  # a 2xx with a plain-text body still passes
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return {}  # a 2xx with a plain-text (or absurdly nested) body still passes
     return doc if isinstance(doc, dict) else {}
 
 

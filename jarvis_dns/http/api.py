@@ -43,6 +43,10 @@ async def _block(request: web.Request, key: str) -> None:
     registry = ctx.registry
     current = (lambda: registry.index) if key == ALL else (lambda: registry.service_index(key))
     await ctx.waiter.wait(key, current, index, wait)
+    if ctx.waiter.closed:
+        # Shutting down: say so (503) rather than answer "nothing changed", so a watcher
+        # turns to another server or backs off at once.
+        raise web.HTTPServiceUnavailable(reason="Shutting Down")
 
 
 async def register(request: web.Request) -> web.Response:
@@ -74,7 +78,7 @@ def _filters(request: web.Request) -> matching.Predicate:
     if "requirements" in query:
         try:
             requirements = json.loads(query["requirements"])
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ValidationError("must be JSON", field="requirements") from None
         requirements = validate.require_object(requirements, "requirements")
     if "status" in query:

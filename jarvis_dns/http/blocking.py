@@ -41,8 +41,13 @@ class IndexWaiter:
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
         self._signals: dict[str, asyncio.Event] = {}
+        self._waiting: dict[str, int] = {}  # waiters per key: the last one out cleans up
         self._closed = False
         registry.subscribe(self._on_events)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
         """Answer every waiting query now: the server is shutting down."""
@@ -68,7 +73,21 @@ class IndexWaiter:
             if remaining <= 0:
                 return
             signal = self._signals.setdefault(key, asyncio.Event())
+            self._waiting[key] = self._waiting.get(key, 0) + 1
             try:
                 await asyncio.wait_for(signal.wait(), remaining)
             except TimeoutError:
                 return
+            finally:
+                self._leave(key)
+
+    def _leave(self, key: str) -> None:
+        left = self._waiting.pop(key) - 1
+        if left:
+            self._waiting[key] = left
+        else:  # nobody waits on this key: keep no Event for names that never change
+            self._signals.pop(key, None)
+
+    def pending(self) -> int:
+        """Keys with someone waiting (for tests and /v1/health)."""
+        return len(self._signals)

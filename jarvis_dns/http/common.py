@@ -92,6 +92,8 @@ def parse_json(request: web.Request, raw: bytes, optional: bool = False) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationError(f"malformed JSON: {exc}", field="body") from None
+    except RecursionError:
+        raise ValidationError("JSON nests too deep", field="body") from None
 
 
 def _check_content_type(request: web.Request) -> None:
@@ -125,6 +127,10 @@ def guarded(handler: Handler) -> Handler:
         except JarvisError as exc:
             log.error("error on %s %s: %s", request.method, request.path, exc)
             return json_response({"error": {"code": "error", "message": str(exc)}}, status=500)
+        except Exception:  # a bug: logged with its traceback, answered as JSON, server lives
+            log.exception("unexpected error on %s %s", request.method, request.path)
+            body = {"error": {"code": "internal", "message": "internal error (logged)"}}
+            return json_response(body, status=500)
 
     return run
 

@@ -3,7 +3,10 @@
 Registrations, status changes and deletes commit with synchronous=FULL, so they are on
 disk before the HTTP answer goes out. Heartbeat timestamps, metrics and check output
 arrive in batches from the app's flusher, which runs write_liveness in a worker thread
-on a second connection, so a large flush never stalls the event loop.
+on a second connection, in small transactions so a registration on the event loop
+never waits long for the write lock. A liveness row applies only while the stored
+record is the one it was taken from (same modify_index): a full write that landed in
+between wins.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 from jarvis_dns.errors import ConfigError, StoreError
@@ -25,6 +29,7 @@ CREATE TABLE IF NOT EXISTS instances (
     last_heartbeat REAL,
     metrics TEXT,
     check_output TEXT,
+    modify_index INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (service_type, instance_key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (idx INTEGER PRIMARY KEY, data TEXT NOT NULL);
@@ -72,15 +77,13 @@ class SqliteStore:
 
     def write_liveness(self, instances: Sequence[Instance]) -> None:
         """Thread-safe against write(): it uses its own connection."""
-        rows = [
-            (i.last_heartbeat, json.dumps(i.metrics), i.check_output, i.service_type, i.key)
-            for i in instances
-        ]
         db = self._liveness_db
-        try:
-            _transaction(db, lambda: db.executemany(_UPDATE_LIVENESS, rows))
-        except sqlite3.Error as exc:
-            raise StoreError(f"sqlite liveness flush failed: {exc}") from exc
+        for start in range(0, len(instances), LIVENESS_CHUNK):
+            rows = [_liveness_row(i) for i in instances[start : start + LIVENESS_CHUNK]]
+            try:
+                _transaction(db, partial(db.executemany, _UPDATE_LIVENESS, rows))
+            except sqlite3.Error as exc:
+                raise StoreError(f"sqlite liveness flush failed: {exc}") from exc
 
     def close(self) -> None:
         self._liveness_db.close()
@@ -91,7 +94,10 @@ class SqliteStore:
 
     def _apply(self, batch: Batch) -> None:
         db = self._db
-        db.executemany(_UPSERT_INSTANCE, [(i.service_type, i.key, _dump(i)) for i in batch.puts])
+        db.executemany(
+            _UPSERT_INSTANCE,
+            [(i.service_type, i.key, _dump(i), i.modify_index) for i in batch.puts],
+        )
         db.executemany(_DELETE_INSTANCE, batch.deletes)
         touched = {i.service_type for i in batch.puts} | {svc for svc, _ in batch.deletes}
         db.executemany(_UPSERT_SERVICE, [(svc, batch.index) for svc in touched])
@@ -107,10 +113,16 @@ def _transaction(db: sqlite3.Connection, body: Callable[[], object]) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
         body()
+        db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:  # a failed COMMIT can leave it open: never leave it so
+            db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")
+
+
+def _liveness_row(i: Instance) -> tuple[float, str, str, str, str, int]:
+    metrics = json.dumps(i.metrics)
+    return (i.last_heartbeat, metrics, i.check_output, i.service_type, i.key, i.modify_index)
 
 
 def _restore(row: tuple[str, float | None, str | None, str | None]) -> Instance:
@@ -127,12 +139,14 @@ _SELECT_INSTANCES = "SELECT data, last_heartbeat, metrics, check_output FROM ins
 _SELECT_EVENTS = "SELECT data FROM events ORDER BY idx"
 # A full write supersedes batched liveness: clear those columns with it.
 _UPSERT_INSTANCE = (
-    "INSERT OR REPLACE INTO instances (service_type, instance_key, data, last_heartbeat) "
-    "VALUES (?, ?, ?, NULL)"
+    "INSERT OR REPLACE INTO instances "
+    "(service_type, instance_key, data, last_heartbeat, modify_index) VALUES (?, ?, ?, NULL, ?)"
 )
 _UPDATE_LIVENESS = (
     "UPDATE instances SET last_heartbeat = ?, metrics = ?, check_output = ? "
-    "WHERE service_type = ? AND instance_key = ?"
+    "WHERE service_type = ? AND instance_key = ? AND modify_index = ?"
 )
+# Rows per liveness transaction: a registration waits for at most one such chunk.
+LIVENESS_CHUNK = 1000
 _DELETE_INSTANCE = "DELETE FROM instances WHERE service_type = ? AND instance_key = ?"
 _UPSERT_SERVICE = "INSERT OR REPLACE INTO services (service_type, idx) VALUES (?, ?)"
