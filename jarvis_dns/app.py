@@ -92,10 +92,11 @@ class App:
         )
 
     async def start(self) -> None:
-        await self._start_http()
+        """DNS and the monitor first, HTTP last: once /v1/health answers, all of it is up."""
         try:
             await self.dns.start()
             await self.health.start()
+            await self._start_http()
         except BaseException:
             await self.stop()
             raise
@@ -200,11 +201,12 @@ async def serve(config: Config, ready: Callable[[App], Any] | None = None) -> No
     _tune_gc()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    # Handlers before start: a SIGTERM during start-up still shuts down gracefully.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, app.reload_zones)
     try:
         await app.start()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, app.reload_zones)
         if ready is not None:
             ready(app)
         await stop.wait()

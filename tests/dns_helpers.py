@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -143,8 +144,23 @@ async def ask(
     return reduce(msg)
 
 
-async def until_listening(proc: subprocess.Popen[bytes], port: int, timeout: float = 15.0) -> None:
-    """Wait until a DNS server just started as `proc` answers on 127.0.0.1:port.
+def _free_udp_and_tcp_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 (dnsmasq binds both)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue  # in use over TCP (an outgoing connection, say): pick again
+        return port
+
+
+async def _until_listening(proc: subprocess.Popen[bytes], port: int) -> bool:
+    """True once the DNS server just started as `proc` answers on 127.0.0.1:port; False
+    if it exited (the port was taken after we picked it).
 
     A query to a UDP port nobody has bound yet is refused at once, so a client's retries
     run out in milliseconds (dig +tries=20 spends about 40 ms in all): on a loaded machine
@@ -152,13 +168,35 @@ async def until_listening(proc: subprocess.Popen[bytes], port: int, timeout: flo
     itself, forwarding nothing and caching nothing) means it listens.
     """
     query = dns.message.make_query("version.bind.", "TXT", "CH")
-    deadline = time.monotonic() + timeout
-    while True:
-        assert proc.poll() is None, f"the DNS server for port {port} exited ({proc.returncode})"
+    deadline = time.monotonic() + 15.0
+    while proc.poll() is None:
         try:
             await dns.asyncquery.udp(query, "127.0.0.1", port=port, timeout=0.5)
-            return
+            return True
         except (OSError, dns.exception.Timeout):
             if time.monotonic() > deadline:
                 raise
         await asyncio.sleep(0.02)
+    return False
+
+
+@contextlib.asynccontextmanager
+async def dnsmasq(binary: str, *options: str) -> AsyncIterator[int]:
+    """dnsmasq on 127.0.0.1 with these options; yields its port once it answers."""
+    for _ in range(5):
+        port = _free_udp_and_tcp_port()
+        proc = subprocess.Popen(
+            [binary, "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
+             "--no-hosts", "--bind-interfaces", "--listen-address=127.0.0.1",
+             f"--port={port}", "--pid-file=", *options],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            if await _until_listening(proc, port):
+                yield port
+                return
+        finally:
+            proc.terminate()
+            proc.wait(timeout=5)
+    raise AssertionError("dnsmasq exited at start 5 times (ports taken?)")

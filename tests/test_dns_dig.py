@@ -9,16 +9,15 @@ import io
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 from dns_helpers import (
     dns_path,  # noqa: F401  (autouse: both paths)
+    dnsmasq,
     example_registry,
     running,
-    until_listening,
 )
 
 from jarvis_dns.dns.lookup import lookup_main
@@ -84,12 +83,6 @@ async def test_dig_answers_exactly_as_the_docs_show() -> None:
             assert _normal(got) == _normal(expected), command
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _dig(argv: list[str]) -> str:
     return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout
 
@@ -105,22 +98,11 @@ def _doc_dnsmasq_line() -> str:
 async def test_the_dnsmasq_snippet_routes_the_zone_to_jarvis_dns() -> None:
     async with running(example_registry()) as server:
         snippet = _doc_dnsmasq_line().replace(f"#{DOC_PORT}", f"#{server.addresses[0][1]}")
-        port = _free_port()
-        proc = subprocess.Popen(
-            [DNSMASQ, "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
-             "--no-hosts", "--bind-interfaces", "--listen-address=127.0.0.1",
-             f"--port={port}", "--pid-file=", f"--{snippet}"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            # dig's tries against a port not yet bound are all refused within milliseconds.
-            await until_listening(proc, port)
+        # dnsmasq() yields once dnsmasq answers: dig's tries against a port not yet bound are
+        # all refused within milliseconds.
+        async with dnsmasq(DNSMASQ, f"--{snippet}") as port:
             dig = [DIG, "@127.0.0.1", "-p", str(port), "+short", "+tries=3", "+timeout=2"]
             a = await asyncio.to_thread(_dig, [*dig, "auth.jarvis.internal", "A"])
             srv = await asyncio.to_thread(_dig, [*dig, "_auth._tcp.jarvis.internal", "SRV"])
-        finally:
-            proc.terminate()
-            proc.wait(timeout=5)
     assert a.split() == ["10.0.0.11"]
     assert len(srv.splitlines()) == 3

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import shutil
 import socket
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 
 import dns.flags
@@ -15,8 +14,8 @@ from dns_helpers import (
     ask,
     config,
     dns_path,  # noqa: F401  (autouse: both paths)
+    dnsmasq,
     running,
-    until_listening,
 )
 
 from jarvis_dns.dns.server import DnsServer
@@ -129,30 +128,10 @@ DNSMASQ = shutil.which("dnsmasq") or (
 
 @pytest.mark.skipif(DNSMASQ is None, reason="dnsmasq is not installed")
 async def test_forwarding_to_dnsmasq() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            str(DNSMASQ),
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-            "--listen-address=127.0.0.1",
-            f"--port={port}",
-            "--pid-file=",
-            "--host-record=dm.test,192.0.2.77",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        await until_listening(proc, port)  # dnsmasq needs a moment to bind
-        async with _started(_forwarder(f"127.0.0.1:{port}")) as server:
-            reply = await ask(server, "dm.test.", "A")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=5)
+    # dnsmasq needs a moment to bind: dnsmasq() waits until it answers.
+    async with (
+        dnsmasq(str(DNSMASQ), "--host-record=dm.test,192.0.2.77") as port,
+        _started(_forwarder(f"127.0.0.1:{port}")) as server,
+    ):
+        reply = await ask(server, "dm.test.", "A")
     assert reply.answer == ["dm.test. 0 A 192.0.2.77"]
