@@ -458,12 +458,13 @@ def _give_a_link(resolved: Resolved, server: str, *domains: str) -> str:
 @contextlib.contextmanager
 def _other_server() -> Iterator[int]:
     """The host's "other" server: a dnsmasq on loopback that knows other.test and, like a
-    public server, says NXDOMAIN for anything under .internal."""
+    public server, says NXDOMAIN for anything else, jarvis.internal included (no REFUSED,
+    which would make resolved switch servers)."""
     port = _free_port()
     proc = subprocess.Popen(
         [DNSMASQ, "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
          "--no-hosts", "--bind-interfaces", "--listen-address=127.0.0.1", f"--port={port}",
-         "--pid-file=", "--address=/other.test/10.9.9.9", "--local=/internal/"],
+         "--pid-file=", "--address=/other.test/10.9.9.9", "--address=/#/"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
