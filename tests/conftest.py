@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -73,3 +76,16 @@ async def api(clock: FakeClock, journal: Journal | None) -> AsyncIterator[ApiSer
     async with httpx.AsyncClient(base_url=url, timeout=10) as client:
         yield ApiServer(url, registry, client)
     await runner.cleanup()
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
+    """Poll until check() is truthy (awaiting it when it is a coroutine), or fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if isinstance(result, Awaitable):
+            result = await result
+        if result or time.monotonic() > deadline:
+            assert result, "condition not met in time"
+            return result
+        await asyncio.sleep(0.01)

@@ -6,11 +6,12 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
+from conftest import eventually as poll_until
 
 from dns_client import DNSClient as ShimClient
 from jarvis_dns.app import App
@@ -63,16 +64,7 @@ async def client(server: App) -> AsyncIterator[DNSClient]:
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 3.0) -> Any:
-    """Poll until check() is truthy (awaiting it when it is a coroutine)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result or time.monotonic() > deadline:
-            assert result, "condition not met in time"
-            return result
-        await asyncio.sleep(0.01)
+    return await poll_until(check, timeout)
 
 
 async def register(client: DNSClient, svc: str, iid: int, **kwargs: Any) -> None:

@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import ModuleType
@@ -22,6 +21,7 @@ import httpx
 import pytest
 from aiohttp import web
 from conftest import default_sigint
+from conftest import eventually as poll_until
 
 from jarvis_dns.app import App
 from jarvis_dns.client import DNSClient, ServiceConfig
@@ -50,15 +50,7 @@ async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[App]:
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result or time.monotonic() > deadline:
-            assert result, "condition not met in time"
-            return result
-        await asyncio.sleep(0.02)
+    return await poll_until(check, timeout)
 
 
 class Program:

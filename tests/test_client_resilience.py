@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from aiohttp import web
+from conftest import eventually as poll_until
 
 from jarvis_dns.app import App
 from jarvis_dns.client import DNSClient, ServiceConfig
@@ -59,15 +59,7 @@ def make_client(urls: str | list[str], **kwargs: Any) -> DNSClient:
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result or time.monotonic() > deadline:
-            assert result, "condition not met in time"
-            return result
-        await asyncio.sleep(0.01)
+    return await poll_until(check, timeout)
 
 
 class CountingTransport(httpx.AsyncHTTPTransport):

@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 
 import pytest
+from conftest import FakeClock
 
 from jarvis_dns.config import Config
 from jarvis_dns.health import CheckResult, HealthMonitor, Target
@@ -23,15 +24,7 @@ SVC = "web"
 TTL = 30.0
 
 
-class Clock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+Clock = FakeClock
 
 
 @dataclass
