@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -89,3 +91,40 @@ async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
             assert result, "condition not met in time"
             return result
         await asyncio.sleep(0.01)
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct ports free over TCP and UDP on 127.0.0.1 (DNS takes both): held together
+    while picked, so no two come out the same."""
+    held: list[socket.socket] = []
+    try:
+        while len(held) < 2 * count:
+            tcp = socket.socket()
+            tcp.bind(("127.0.0.1", 0))
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                udp.bind(tcp.getsockname())
+            except OSError:  # taken over UDP: pick another
+                tcp.close()
+                udp.close()
+                continue
+            held += [tcp, udp]
+        return [int(s.getsockname()[1]) for s in held[::2]]
+    finally:
+        for s in held:
+            s.close()
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[Any]:
+    """A real `jarvis-dns serve` process on free ports, ready, killed afterwards."""
+    from test_serve import Server
+
+    server = Server(tmp_path)
+    server.wait_ready()
+    yield server
+    server.kill()

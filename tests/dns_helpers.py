@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -17,6 +16,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import pytest
+from conftest import free_port
 
 from jarvis_dns.config import Config
 from jarvis_dns.dns.server import DnsServer
@@ -144,20 +144,6 @@ async def ask(
     return reduce(msg)
 
 
-def _free_udp_and_tcp_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (dnsmasq binds both)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue  # in use over TCP (an outgoing connection, say): pick again
-        return port
-
-
 async def _until_listening(proc: subprocess.Popen[bytes], port: int) -> bool:
     """True once the DNS server just started as `proc` answers on 127.0.0.1:port; False
     if it exited (the port was taken after we picked it).
@@ -184,7 +170,7 @@ async def _until_listening(proc: subprocess.Popen[bytes], port: int) -> bool:
 async def dnsmasq(binary: str, *options: str) -> AsyncIterator[int]:
     """dnsmasq on 127.0.0.1 with these options; yields its port once it answers."""
     for _ in range(5):
-        port = _free_udp_and_tcp_port()
+        port = free_port()
         proc = subprocess.Popen(
             [binary, "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
              "--no-hosts", "--bind-interfaces", "--listen-address=127.0.0.1",

@@ -8,8 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from conftest import default_sigint
@@ -17,11 +15,8 @@ from test_serve import Server
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    server = Server(tmp_path)
-    server.wait_ready()
-    yield server
-    server.kill()
+def server(live_server: Server) -> Server:
+    return live_server
 
 
 def cli(server: Server, *args: str) -> subprocess.CompletedProcess[str]:

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import eventually as poll_until
+from conftest import free_port
 
 from dns_client import DNSClient as ShimClient
 from jarvis_dns.app import App
@@ -140,14 +141,6 @@ async def test_register_raises_registry_unavailable_after_the_last_attempt() -> 
     assert isinstance(raised.value, RegistryUnavailable)
     assert len(sleeps) == 3
     assert sleeps[0] < sleeps[1] < sleeps[2] <= 10.0  # growing, jittered, capped
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- heartbeats -----------------------------------------------------------------------

@@ -10,7 +10,6 @@ import asyncio
 import importlib.util
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp import web
-from conftest import default_sigint
+from conftest import default_sigint, free_port
 from conftest import eventually as poll_until
 
 from jarvis_dns.app import App
@@ -31,12 +30,6 @@ EXAMPLES = Path(__file__).parent / "examples"
 REPO = Path(__file__).parent.parent
 # A program that has not printed what it should within this long is hung.
 PROGRAM_TIMEOUT_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -13,18 +12,13 @@ import httpx
 import pytest
 from aiohttp import web
 from conftest import eventually as poll_until
+from conftest import free_port
 
 from jarvis_dns.app import App
 from jarvis_dns.client import DNSClient, ServiceConfig
 from jarvis_dns.config import Config
 from jarvis_dns.errors import RegistryUnavailable
 from jarvis_dns.models import Status
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def start_server(port: int = 0, store: str = "memory://") -> App:

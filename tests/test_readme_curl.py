@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,11 +30,8 @@ def curl_commands() -> list[str]:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    server = Server(tmp_path)
-    server.wait_ready()
-    yield server
-    server.kill()
+def server(live_server: Server) -> Server:
+    return live_server
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")

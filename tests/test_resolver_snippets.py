@@ -30,6 +30,7 @@ import httpx
 import psutil
 import pytest
 from aiohttp import web
+from conftest import free_port
 from dns_helpers import (
     FakeClock,
     dns_path,  # noqa: F401  (autouse: both paths)
@@ -73,21 +74,6 @@ def _block(lang: str) -> str:
 def _sub(text: str, old: str, new: str) -> str:
     assert text.count(old) == 1, f"{old!r} once in {text!r}"
     return text.replace(old, new)
-
-
-def _free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise AssertionError("no free port on 127.0.0.1")
 
 
 async def _eventually(what: str, probe: Callable[[], Awaitable[bool]]) -> None:
@@ -209,7 +195,7 @@ async def test_the_nginx_snippet_follows_the_registry(tmp_path: Path) -> None:
         await stack.enter_async_context(_backends(port, {1: "127.0.0.1", 2: "127.0.0.2"}))
         registry.register(InstanceSpec("auth", 1, "127.0.0.1", port))
         server = await stack.enter_async_context(running(registry))
-        listen = _free_port()
+        listen = free_port()
         # valid=1s instead of the README's 5s only to keep the test short.
         conf = _nginx_conf(tmp_path, server.addresses[0][1], listen, port, valid="1s")
         url = await stack.enter_async_context(_nginx(tmp_path, conf, listen))
@@ -347,7 +333,7 @@ async def _resolved(
     if main_conf:
         (tmp / "etc-systemd" / "resolved.conf").write_text(main_conf)
     drop_in.write_text(_sub(_block("ini"), DOC_DNS, f"127.0.0.1:{dns_port}"))
-    stub = _free_port()
+    stub = free_port()
     (drop_in.parent / "zz-test.conf").write_text(TEST_DROP_IN.format(stub=stub))
     runtime = tmp / "run" / "systemd" / "resolve"
     runtime.mkdir(parents=True)
@@ -460,7 +446,7 @@ def _other_server() -> Iterator[int]:
     """The host's "other" server: a dnsmasq on loopback that knows other.test and, like a
     public server, says NXDOMAIN for anything else, jarvis.internal included (no REFUSED,
     which would make resolved switch servers)."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [DNSMASQ, "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
          "--no-hosts", "--bind-interfaces", "--listen-address=127.0.0.1", f"--port={port}",

@@ -16,28 +16,7 @@ import dns.message
 import dns.query
 import httpx
 import pytest
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct ports free over TCP and UDP (DNS takes both): held together while picked,
-    so no two come out the same."""
-    held: list[socket.socket] = []
-    try:
-        while len(held) < 2 * count:
-            tcp = socket.socket()
-            tcp.bind(("127.0.0.1", 0))
-            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                udp.bind(tcp.getsockname())
-            except OSError:  # taken over UDP: pick another
-                tcp.close()
-                udp.close()
-                continue
-            held += [tcp, udp]
-        return [int(s.getsockname()[1]) for s in held[::2]]
-    finally:
-        for s in held:
-            s.close()
+from conftest import free_ports
 
 
 class Server:
