@@ -226,7 +226,12 @@ class Registry:
         busy: bool | None = None,
         metrics: JSONObject | None = None,
     ) -> Instance:
-        inst = self.get(service_type, instance_id)
+        return self.beat(self.get(service_type, instance_id), busy, metrics)
+
+    def beat(
+        self, inst: Instance, busy: bool | None = None, metrics: JSONObject | None = None
+    ) -> Instance:
+        """heartbeat() for an instance the caller already looked up (the HTTP hot path)."""
         now = self._clock()
         resumed = inst.status is Status.DEAD and self._may_resume(inst)
         if resumed or (busy is not None and busy != inst.busy):

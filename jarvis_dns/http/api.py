@@ -116,24 +116,19 @@ async def deregister(request: web.Request) -> web.Response:
     return json_response(inst.to_dict(), index=registry.index)
 
 
-def _known_ids(request: web.Request) -> tuple[str, InstanceId]:
-    """Names as sent when the registry holds them (valid by construction), else validated."""
-    info = request.match_info
-    svc, key = info["svc"], info["id"]
-    if context(request).registry.find(svc, key) is not None:
-        return svc, key
-    return _ids(request)
-
-
 async def heartbeat(request: web.Request) -> web.Response:
     """The hottest route (every instance, every 10 s): kept lean on purpose."""
-    svc, iid = _known_ids(request)
     raw = await read_body(request)
     body = validate.require_object(parse_json(request, raw, optional=True))
     if body.keys() - HEARTBEAT_FIELDS:
         validate.only_fields(body, HEARTBEAT_FIELDS)
     busy, metrics = validate.optional_busy(body), validate.optional_metrics(body, len(raw))
-    inst = context(request).registry.heartbeat(svc, iid, busy=busy, metrics=metrics)
+    registry = context(request).registry
+    info = request.match_info
+    # Looked up after the last await, so it is the live object. A name the registry holds
+    # as sent is valid by construction: one lookup, no regex; anything else is validated.
+    target = registry.find(info["svc"], info["id"]) or registry.get(*_ids(request))
+    inst = registry.beat(target, busy=busy, metrics=metrics)
     # Formatted by hand: three scalars do not need a JSON encoder per beat.
     text = (
         f'{{"status":"{inst.status.value}","busy":{"true" if inst.busy else "false"},'
