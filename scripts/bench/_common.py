@@ -175,3 +175,29 @@ def dnsperf(port: int, queries: list[str], seconds: float) -> Perf:
     if not (qps and lost and sent):
         raise RuntimeError(f"dnsperf said:\n{out}")
     return Perf(float(qps.group(1)), int(lost.group(1)), int(sent.group(1)))
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p99_ms: float
+    errors: int  # non-2xx answers
+
+
+def wrk(url: str, lua: str, seconds: float, connections: int = 64) -> WrkResult:
+    """One wrk run (1 thread, pinned to the load core) with a Lua request script."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(lua)
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, int(seconds))}s", "--latency"]
+    argv += ["-s", f.name, url]
+    out = subprocess.run(pinned(LOAD_CPU, argv), capture_output=True, text=True).stdout
+    Path(f.name).unlink()
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    if not (rps and p99):
+        raise RuntimeError(f"wrk said:\n{out}")
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return WrkResult(
+        float(rps.group(1)), float(p99.group(1)) * scale, int(errors.group(1)) if errors else 0
+    )

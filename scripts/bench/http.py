@@ -13,25 +13,23 @@ import sys
 sys.path.append(sys.path.pop(0))
 
 import argparse
-import re
 import shutil
-import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from _common import (
     LOAD_CPU,
     PYTHON,
+    WrkResult,
     free_port,
     header,
     jarvis,
-    pinned,
     start,
     stop,
     wait_http,
     write_section,
+    wrk,
 )
 
 TYPES = 100  # heartbeats spread over 100 service types, like a real fleet
@@ -75,30 +73,8 @@ def lua(template: str, **values: int) -> str:
     return template
 
 
-@dataclass
-class Result:
-    rps: float
-    p99_ms: float
-    errors: int
-
-
-def wrk(url: str, lua: str, seconds: float, connections: int = 64) -> Result:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(lua)
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, int(seconds))}s", "--latency"]
-    out = subprocess.run(
-        pinned(LOAD_CPU, [*argv, "-s", f.name, url]), capture_output=True, text=True, check=True
-    ).stdout
-    Path(f.name).unlink()
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]  # type: ignore[union-attr]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return Result(rps, float(p99.group(1)) * scale, int(errors.group(1)) if errors else 0)  # type: ignore[union-attr]
-
-
-def run(seconds: float) -> dict[str, tuple[Result, Result]]:
-    results: dict[str, tuple[Result, Result]] = {}
+def run(seconds: float) -> dict[str, tuple[WrkResult, WrkResult]]:
+    results: dict[str, tuple[WrkResult, WrkResult]] = {}
     bare_port = free_port()
     # -P: keep this folder (with its http.py) off sys.path of the reference server.
     bare = start([PYTHON, "-P", str(Path(__file__).parent / "bare_http.py"), str(bare_port)])
@@ -118,14 +94,14 @@ def run(seconds: float) -> dict[str, tuple[Result, Result]]:
             results["heartbeat"] = (wrk(url, script, seconds), wrk(ref, script, seconds))
             script = lua(DISCOVER_LUA, types=TYPES)
             results["discover"] = (wrk(url, script, seconds), wrk(ref, script, seconds))
-            results["_instances"] = (Result(n, 0, 0), Result(0, 0, 0))
+            results["_instances"] = (WrkResult(n, 0, 0), WrkResult(0, 0, 0))
         finally:
             stop(server)
             stop(bare)
     return results
 
 
-def report(results: dict[str, tuple[Result, Result]], command: str, seconds: float) -> str:
+def report(results: dict[str, tuple[WrkResult, WrkResult]], command: str, seconds: float) -> str:
     n = int(results.pop("_instances")[0].rps)
     lines = [
         header("HTTP: heartbeat, discover, register", command),

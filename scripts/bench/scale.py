@@ -16,7 +16,6 @@ sys.path.append(sys.path.pop(0))  # keep stdlib/site `http` and `dns` ahead of s
 import argparse
 import asyncio
 import os
-import re
 import signal
 import statistics
 import subprocess
@@ -28,7 +27,18 @@ import aiohttp
 import dns.message
 import dns.query
 import dns.rdatatype
-from _common import PYTHON, Perf, dnsperf, free_port, header, pinned, wait_http, write_section
+from _common import (
+    PYTHON,
+    Perf,
+    WrkResult,
+    dnsperf,
+    free_port,
+    header,
+    pinned,
+    wait_http,
+    write_section,
+    wrk,
+)
 
 TYPES_PER_100 = 100  # instances per service type
 CONCURRENCY = 64
@@ -88,20 +98,9 @@ end
 """
 
 
-def heartbeats(url: str, n: int, seconds: float) -> tuple[float, float, int]:
-    """wrk on the other core: (heartbeats/s, p99 ms, non-2xx answers)."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(HEARTBEAT_LUA.replace("@N@", str(n)))
-    argv = ["wrk", "-t1", "-c64", f"-d{max(1, int(seconds))}s", "--latency", "-s", f.name, url]
-    out = subprocess.run(pinned("1", argv), capture_output=True, text=True, check=True).stdout
-    Path(f.name).unlink()
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-    if not (rps and p99):
-        raise RuntimeError(f"wrk said:\n{out}")
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return float(rps.group(1)), float(p99.group(1)) * scale, int(errors.group(1)) if errors else 0
+def heartbeats(url: str, n: int, seconds: float) -> WrkResult:
+    """wrk on the other core, striding through the whole fleet."""
+    return wrk(url, HEARTBEAT_LUA.replace("@N@", str(n)), seconds)
 
 
 def dns_ask(port: int, name: str, qtype: str = "SRV") -> dns.message.Message:
@@ -172,9 +171,9 @@ def run(n: int, seconds: float, samples: int) -> str:
             rows.append(("register", f"{n:,} instances in {took:.1f} s", f"{n / took:,.0f}/s"))
             rss = rss_mb(server.pid)
             rows.append(("RSS", f"{rss:.0f} MB ({base_rss:.0f} MB empty)", "goal <= 300 MB"))
-            rate, p99_ms, bad = heartbeats(url, n, seconds)
-            note = f"wrk, 64 connections; p99 {p99_ms:.1f} ms; {bad} non-2xx"
-            rows.append(("heartbeats at size", f"{rate:,.0f}/s", note))
+            beats = heartbeats(url, n, seconds)
+            note = f"wrk, 64 connections; p99 {beats.p99_ms:.1f} ms; {beats.errors} non-2xx"
+            rows.append(("heartbeats at size", f"{beats.rps:,.0f}/s", note))
             perf = dns_rate(dnsport, n // TYPES_PER_100, seconds)
             note = f"dnsperf, SRV/A/TXT over 50 types; {perf.lost} lost"
             rows.append(("DNS at size", f"{perf.qps:,.0f} q/s", note))
