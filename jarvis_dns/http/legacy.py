@@ -104,8 +104,9 @@ async def status(request: web.Request) -> web.Response:
 async def discover(request: web.Request) -> web.Response:
     body = validate.require_object(await read_json(request))
     svc = _service_field(body)
-    predicate = matching.compile_requirements(body.get("requirements"))
-    inst = context(request).registry.discover(svc, predicate, matching.DEFAULT_STRATEGY)
+    key, predicate = matching.compile_cached(body.get("requirements"))
+    registry = context(request).registry
+    inst = registry.discover(svc, predicate, matching.DEFAULT_STRATEGY, cache_key=key)
     if inst is None:
         raise NotFound(f"no live instance of {svc} matches", field="service_type")
     return json_response(legacy_view(inst))
@@ -114,8 +115,8 @@ async def discover(request: web.Request) -> web.Response:
 async def service(request: web.Request) -> web.Response:
     svc = validate.service_type(request.match_info["svc"])
     registry = context(request).registry
-    idle = matching.compile_requirements({"busy": False})
-    inst = registry.discover(svc, idle, matching.DEFAULT_STRATEGY)
+    key, idle = matching.compile_cached({"busy": False})
+    inst = registry.discover(svc, idle, matching.DEFAULT_STRATEGY, cache_key=key)
     if inst is None:
         raise NotFound(f"no idle live instance of {svc}", field="svc")
     url = f"http://{_url_host(inst.host)}:{inst.port}"
