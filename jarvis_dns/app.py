@@ -1,7 +1,7 @@
-"""Composition root: config -> store -> registry -> health -> DNS + HTTP.
+"""Composition root: config -> store -> view -> changes -> health -> DNS + HTTP.
 
 The only module that names store backends. Owns start-up order, the liveness flusher,
-signals and graceful shutdown.
+the follower of other nodes' changes, signals and graceful shutdown.
 """
 
 from __future__ import annotations
@@ -19,15 +19,16 @@ from typing import Any
 
 from aiohttp import web
 
+from jarvis_dns.changes import Changes
 from jarvis_dns.config import Config, split_hostport
+from jarvis_dns.discovery import Discovery
 from jarvis_dns.dns.server import DnsServer
-from jarvis_dns.errors import ConfigError, JarvisError, StoreError
+from jarvis_dns.errors import ConfigError, JarvisError
 from jarvis_dns.health import HealthMonitor
 from jarvis_dns.http.blocking import IndexWaiter
 from jarvis_dns.http.common import Context, Hooks
 from jarvis_dns.http.routes import make_web_app
-from jarvis_dns.models import Instance
-from jarvis_dns.registry import Registry
+from jarvis_dns.registry import EventLog, View
 from jarvis_dns.store.base import Store
 from jarvis_dns.store.memory import MemoryStore
 from jarvis_dns.store.sqlite import SqliteStore
@@ -60,13 +61,14 @@ class App:
     def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.store = open_store(config)
-        self.registry = Registry(clock, journal=self.store, event_log_size=config.event_log_size)
-        self.registry.restore(self.store.load())
-        self.waiter = IndexWaiter(self.registry)
-        self.dns = DnsServer(self.registry, config)
-        self.health = HealthMonitor(self.registry, config, clock=clock)
+        self.changes = Changes(self.store, clock, events=EventLog(config.event_log_size))
+        self.discovery = Discovery(self.changes.view)
+        self.waiter = IndexWaiter(self.changes)
+        self.dns = DnsServer(self.discovery, self.changes, config)
+        self.health = HealthMonitor(self.changes, config, clock=clock)
         self._runner: web.AppRunner | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._follower: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.http_port = 0
 
@@ -77,11 +79,16 @@ class App:
         return f"http://{host}:{self.http_port}"
 
     @property
+    def view(self) -> View:
+        return self.changes.view
+
+    @property
     def dns_addresses(self) -> list[tuple[str, int]]:
         return self.dns.addresses
 
     def web_app(self) -> web.Application:
-        return make_web_app(Context(self.registry, self.config, self.waiter, self._hooks()))
+        ctx = Context(self.changes, self.discovery, self.config, self.waiter, self._hooks())
+        return make_web_app(ctx)
 
     def _hooks(self) -> Hooks:
         return Hooks(
@@ -92,8 +99,11 @@ class App:
         )
 
     async def start(self) -> None:
-        """DNS and the monitor first, HTTP last: once /v1/health answers, all of it is up."""
+        """The store's state first, then DNS and the monitor, HTTP last: once /v1/health
+        answers, all of it is up."""
         try:
+            await self.changes.load()
+            self._follower = asyncio.create_task(self.changes.follow(), name="follow store")
             await self.dns.start()
             await self.health.start()
             await self._start_http()
@@ -107,8 +117,8 @@ class App:
             self.http_url,
             " ".join(f"{h}:{p}" for h, p in self.dns_addresses),
             self.config.store_url(),
-            self.registry.count(),
-            self.registry.index,
+            self.view.count(),
+            self.view.index,
         )
 
     async def _start_http(self) -> None:
@@ -130,33 +140,16 @@ class App:
 
     async def _flush_loop(self) -> None:
         """Write heartbeat timestamps in batches: one flush a second, not a write a beat.
-
-        The batch is written from a worker thread so the event loop keeps answering.
-        Stopping waits for a flush in progress (a thread cannot be cancelled midway)."""
+        Stopping lets a flush in progress finish."""
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.config.liveness_flush_s)
-            dirty = self.registry.drain_dirty()
-            if dirty and not await asyncio.to_thread(self._write_liveness, dirty):
-                self.registry.mark_dirty(dirty)  # back on the loop: the registry is not shared
-
-    def flush(self) -> None:
-        dirty = self.registry.drain_dirty()
-        if dirty and not self._write_liveness(dirty):
-            self.registry.mark_dirty(dirty)
-
-    def _write_liveness(self, dirty: list[Instance]) -> bool:
-        try:
-            self.store.write_liveness(dirty)
-        except StoreError as exc:
-            log.error("liveness flush failed; the next flush writes them again: %s", exc)
-            return False
-        return True
+            await self.changes.flush_liveness()
 
     async def stop(self) -> None:
         if self._flusher is not None:
             self._stopping.set()
-            await self._flusher  # lets a flush in progress finish on its thread
+            await self._flusher
             self._flusher = None
         self.waiter.close()
         if self._runner is not None:
@@ -164,10 +157,16 @@ class App:
             self._runner = None
         await self.health.stop()
         await self.dns.stop()
-        self.flush()
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
+            self._follower = None
+        await self.changes.flush_liveness()
 
-    def close(self) -> None:
-        self.store.close()
+    async def close(self) -> None:
+        """Finish what the store has queued, then release it."""
+        await self.store.close()
 
     def reload_zones(self) -> None:
         try:
@@ -213,5 +212,5 @@ async def serve(config: Config, ready: Callable[[App], Any] | None = None) -> No
         log.info("shutting down")
     finally:
         await app.stop()
-        app.close()
-        log.info("stopped at index %d", app.registry.index)
+        await app.close()
+        log.info("stopped at index %d", app.view.index)

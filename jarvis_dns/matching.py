@@ -29,6 +29,8 @@ from jarvis_dns.models import Instance, JSONObject
 STRATEGIES = ("round_robin", "random", "weighted", "least_loaded", "consistent_hash")
 DEFAULT_STRATEGY = "round_robin"
 OWN_FIELDS = ("busy", "status")
+# Metadata keys read by the tag rule (tag_set): DNS answers them as _<tag>._sub names.
+TAG_KEYS = ("tags", "capabilities")
 
 _MISSING = object()
 
@@ -73,6 +75,37 @@ def _value(candidate: Instance | Mapping[str, Any], key: str) -> Any:
     if not isinstance(metadata, Mapping):
         return _MISSING
     return _metadata_value(metadata, key)
+
+
+def tag_set(metadata: Mapping[str, Any]) -> frozenset[str]:
+    """The tag rule: lower-cased tags from metadata.tags and metadata.capabilities, each a
+    list of strings or an object whose true values name tags ({"OAuth": true})."""
+    found: set[str] = set()
+    for key in TAG_KEYS:
+        value = metadata.get(key)
+        if isinstance(value, list):
+            found.update(v.lower() for v in value if isinstance(v, str))
+        elif isinstance(value, Mapping):
+            found.update(str(k).lower() for k, v in value.items() if v)
+    return frozenset(found)
+
+
+def _tags(candidate: Instance | Mapping[str, Any]) -> frozenset[str]:
+    if type(candidate) is Instance:
+        return tag_set(candidate.metadata)
+    metadata = candidate.get("metadata")  # type: ignore[union-attr]
+    return tag_set(metadata) if isinstance(metadata, Mapping) else frozenset()
+
+
+def _tag_clause(want: Any) -> Predicate | None:
+    """`{"tags": "x"}` or `{"capabilities": ["x", "y"]}`: the tag rule, so HTTP finds
+    exactly what DNS answers for _x._sub. None when the wanted items are not all strings
+    (the generic rule applies)."""
+    items = want if isinstance(want, list) else [want]
+    if not items or not all(isinstance(i, str) for i in items):
+        return None
+    wanted = frozenset(i.lower() for i in items)
+    return lambda c: wanted <= _tags(c)
 
 
 def _compare(op: str, have: Any, want: Any) -> bool:
@@ -143,6 +176,8 @@ def _is_operator_object(want: Any) -> bool:
 
 
 def _clause(key: str, want: Any) -> Predicate:
+    if key in TAG_KEYS and (tagged := _tag_clause(want)) is not None:
+        return tagged
     if _is_operator_object(want):
         _check_operators(key, want)
         ops = list(want.items())

@@ -110,6 +110,9 @@ class Instance:
     status_since: float
     metrics: JSONObject = field(default_factory=dict)
     check_output: str = ""
+    # Its active check failed failures_before_dead times with no pass since: a heartbeat
+    # does not revive it (or it would flap in and out of answers with every beat).
+    check_failing: bool = False
     create_index: int = 0
     modify_index: int = 0
 
@@ -143,6 +146,7 @@ class Instance:
             "status_since": self.status_since,
             "metrics": self.metrics,
             "check_output": self.check_output,
+            "check_failing": self.check_failing,
             "create_index": self.create_index,
             "modify_index": self.modify_index,
         }
@@ -168,6 +172,7 @@ class Instance:
             status_since=float(d["status_since"]),
             metrics=dict(d.get("metrics") or {}),
             check_output=str(d.get("check_output", "")),
+            check_failing=bool(d.get("check_failing", False)),
             create_index=int(d.get("create_index", 0)),
             modify_index=int(d.get("modify_index", 0)),
         )
@@ -213,14 +218,44 @@ class Event:
         )
 
 
+Key = tuple[str, str]  # (service_type, instance key)
+
+
 @dataclass(slots=True)
 class Batch:
-    """One atomic write to a store: what changed and the change index after it."""
+    """One atomic change planned against the view; the store commits it and numbers it.
+
+    `puts` are new Instance objects owned by the batch (never ones the view holds), and
+    `events` are drafts: both get the change index when the batch is stamped (one index
+    per batch; every event of a batch carries it). `durable` batches are on disk before
+    their request is answered; the others (busy flips) are liveness-class: written with
+    the next group, at most one flush interval lost in a crash. `reads` holds the
+    modify_index of every key the plan looked at (0: absent), so a store shared by
+    several nodes can refuse a batch planned against a stale view.
+    """
 
     puts: list[Instance] = field(default_factory=list)
-    deletes: list[tuple[str, str]] = field(default_factory=list)
+    deletes: list[Key] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
-    index: int = 0
+    durable: bool = True
+    reads: dict[Key, int] = field(default_factory=dict)
+    index: int = 0  # 0 until stamped
+
+    def services(self) -> set[str]:
+        return {i.service_type for i in self.puts} | {svc for svc, _ in self.deletes}
+
+
+@dataclass(frozen=True, slots=True)
+class LivenessRow:
+    """A copy of one instance's liveness fields, for the batched flush (never the live
+    object: the view keeps changing while a flush is written)."""
+
+    service_type: str
+    key: str
+    last_heartbeat: float
+    metrics: JSONObject
+    check_output: str
+    modify_index: int
 
 
 @dataclass(slots=True)

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from dnslib import AAAA, NS, PTR, QTYPE, RCODE, RD, RR, SOA, SRV, TXT, A, DNSLabel
 
+from jarvis_dns.discovery import Discovery, idle_first, tags_of
 from jarvis_dns.dns import names
 from jarvis_dns.dns.names import Kind, NameQuery
-from jarvis_dns.models import Instance, InstanceId
+from jarvis_dns.models import Instance
 
 # RFC 2782: clients use the lowest priority first, so busy instances are only
 # picked when every idle one is gone.
@@ -75,19 +76,6 @@ class Answer:
     additional: RRs = ()
     authoritative: bool = True
     rotate: bool = False
-
-
-class RegistryView(Protocol):
-    """The registry reads DNS needs; jarvis_dns.registry.Registry provides them."""
-
-    @property
-    def index(self) -> int: ...
-
-    def instances(self, service_type: str) -> list[Instance]: ...
-
-    def service_types(self) -> list[str]: ...
-
-    def find(self, service_type: str, instance_id: InstanceId) -> Instance | None: ...
 
 
 def label(name: str) -> DNSLabel:
@@ -190,24 +178,6 @@ def txt_strings(inst: Instance) -> list[bytes]:
     return out
 
 
-def tags_of(inst: Instance) -> set[str]:
-    """Lower-cased tags from metadata.tags and metadata.capabilities (list or object)."""
-    found: set[str] = set()
-    for key in ("tags", "capabilities"):
-        value = inst.metadata.get(key)
-        if isinstance(value, list):
-            found.update(v.lower() for v in value if isinstance(v, str))
-        elif isinstance(value, Mapping):
-            found.update(str(k).lower() for k, v in value.items() if v)
-    return found
-
-
-def _order(inst: Instance) -> tuple[int, int, str]:
-    # Numeric ids in numeric order, then labels: stable answers for tests and docs.
-    iid = inst.instance_id
-    return (0, iid, "") if isinstance(iid, int) else (1, 0, str(iid))
-
-
 # -- the registry zone --------------------------------------------------------------
 
 
@@ -215,22 +185,21 @@ def _order(inst: Instance) -> tuple[int, int, str]:
 class RegistryRecords:
     """Builds the nodes of the registry zone from the registry view."""
 
-    view: RegistryView
+    discovery: Discovery
     zone: str
     ttl: int = 5
     negative_ttl: int = 5
     ns_addresses: list[str] = field(default_factory=lambda: ["127.0.0.1"])
 
     def live(self, svc: str) -> list[Instance]:
-        return sorted((i for i in self.view.instances(svc) if i.live), key=_order)
+        return self.discovery.live(svc)
 
     def live_instance(self, svc: str, iid: str) -> Instance | None:
-        inst = self.view.find(svc, iid)
-        return inst if inst is not None and inst.live else None
+        return self.discovery.live_instance(svc, iid)
 
     def soa(self) -> RR:
         times = (
-            self.view.index % SERIAL_MODULUS,
+            self.discovery.index % SERIAL_MODULUS,
             SOA_REFRESH,
             SOA_RETRY,
             SOA_EXPIRE,
@@ -309,9 +278,7 @@ class RegistryRecords:
         live = self.live(q.service)
         if not live:
             return None
-        # Idle first: hand out busy instances only when nothing idle is left.
-        chosen = [i for i in live if not i.busy] or live
-        found = (address_of(i.host) for i in chosen)
+        found = (address_of(i.host) for i in idle_first(live))
         owner = names.host_name(q.service, self.zone)
         return _address_node(owner, [f for f in found if f], self.ttl, rotate=True)
 
@@ -326,7 +293,7 @@ class RegistryRecords:
         return node
 
     def _subtype(self, q: NameQuery) -> Node | None:
-        tagged = [i for i in self.live(q.service) if q.tag in tags_of(i)]
+        tagged = self.discovery.tagged(q.service, q.tag)
         if not tagged:
             return None
         owner = names.subtype_name(q.tag, q.service, self.zone)
@@ -339,14 +306,12 @@ class RegistryRecords:
         owner = names.services_name(self.zone)
         ptrs = tuple(
             rr(owner, QTYPE.PTR, self.ttl, PTR(label(names.service_name(svc, self.zone))))
-            for svc in self.view.service_types()
-            if self.live(svc)
+            for svc in self.discovery.live_services()
         )
         return {QTYPE.PTR: RRset(ptrs)}
 
     def _tcp(self, q: NameQuery) -> Node | None:
-        live = any(self.live(svc) for svc in self.view.service_types())
-        return {} if live else None
+        return {} if self.discovery.live_services() else None
 
     def _udp(self, q: NameQuery) -> Node:
         return {}  # above _services._dns-sd._udp, which always exists

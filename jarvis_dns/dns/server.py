@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from jarvis_dns.config import Config, split_hostport
+from jarvis_dns.discovery import Discovery
 from jarvis_dns.dns.authority import Authority
 from jarvis_dns.dns.records import RegistryRecords
 from jarvis_dns.dns.responder import Forward, Responder
@@ -28,7 +29,7 @@ from jarvis_dns.dns.stats import Stats
 from jarvis_dns.dns.upstream import Upstream, parse_upstreams
 from jarvis_dns.dns.zones import ZoneSet
 from jarvis_dns.errors import ConfigError
-from jarvis_dns.registry import Registry
+from jarvis_dns.registry.events import EventSource
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,8 @@ class _Connection:
 class DnsServer:
     def __init__(
         self,
-        registry: Registry,
+        discovery: Discovery,
+        events: EventSource,
         config: Config,
         *,
         upstream: Upstream | None = None,
@@ -111,11 +113,11 @@ class DnsServer:
     ) -> None:
         self.config = config
         self.tcp_idle_s = tcp_idle_s
-        self._registry = registry
+        self._events = events
         self._stats = Stats()
         self._zones = ZoneSet(config.zones_dir, config.zone)
         self._records = RegistryRecords(
-            registry, config.zone, config.dns_ttl, config.dns_negative_ttl
+            discovery, config.zone, config.dns_ttl, config.dns_negative_ttl
         )
         self._authority = Authority(self._records)
         servers = parse_upstreams(config.upstreams)
@@ -152,7 +154,7 @@ class DnsServer:
         hosts = [_WILDCARDS.get(h, h) for h, _ in self._addresses]
         self._records.ns_addresses = list(dict.fromkeys(hosts))
         # Every registry change empties the answer cache, so the next answer is fresh.
-        self._unsubscribe = self._registry.subscribe(self.responder.invalidate)
+        self._unsubscribe = self._events.subscribe(self.responder.invalidate)
         self.responder.invalidate()
 
     async def stop(self) -> None:

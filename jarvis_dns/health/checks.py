@@ -60,7 +60,7 @@ class Target:
 
 
 class Notifier(Protocol):
-    def update(self, target: Target, result: CheckResult) -> None: ...
+    async def update(self, target: Target, result: CheckResult) -> None: ...
 
 
 class PeriodicCheck(abc.ABC):
@@ -118,12 +118,12 @@ class PeriodicCheck(abc.ABC):
             async with self._limiter.slot(lag=loop.time() - due):
                 result = await self.run_once()
             self._limiter.count(result.passed)
-            self._report(result)
+            await self._report(result)
             due = self._next_due(due + interval, loop.time())
 
-    def _report(self, result: CheckResult) -> None:
+    async def _report(self, result: CheckResult) -> None:
         try:
-            self._notifier.update(self.target, result)
+            await self._notifier.update(self.target, result)
         except Exception:  # a store hiccup must not end this instance's checks for good
             log.exception("recording the check of %s/%s failed", *self.target.key)
 

@@ -1,8 +1,10 @@
 """HealthMonitor: TTL expiry, active checks, cleanup of the dead, self-preservation.
 
-It changes state only through Registry commands and learns of every change from the
-Registry (subscribe for Events, on_heartbeat for the beats that change nothing else),
-so its own bookkeeping is O(1) per change and its tick costs only what falls due.
+It changes state only through commands given to ``changes.Changes`` and learns of
+every change from its events, so its own bookkeeping is O(1) per change and its tick
+costs only what falls due. Heartbeats are not followed one by one: when an instance's
+TTL deadline falls due, the tick looks at its last heartbeat and, if one came since,
+simply schedules the new deadline.
 
 Active checks are opt-in per instance: only an instance registered with a `check` is
 probed (and only while `config.active_checks` is on). Every instance has a TTL.
@@ -19,16 +21,17 @@ from collections.abc import Callable, Sequence
 
 import aiohttp
 
+from jarvis_dns.changes import Changes
 from jarvis_dns.config import Config
-from jarvis_dns.errors import NotFound
+from jarvis_dns.errors import NotFound, StoreError
 from jarvis_dns.health.checks import HttpCheck, PeriodicCheck, Target, TcpCheck
 from jarvis_dns.health.limiter import Limiter
 from jarvis_dns.health.outcome import CheckResult, Streak
 from jarvis_dns.health.preservation import SelfPreservation
 from jarvis_dns.health.targets import deregister_after, resolve_check
 from jarvis_dns.health.wheel import TimerWheel
-from jarvis_dns.models import Event, EventKind, Instance, Status
-from jarvis_dns.registry import Registry
+from jarvis_dns.models import Event, Instance, Status
+from jarvis_dns.registry import Command, Expire, Observe, Remove
 
 log = logging.getLogger("jarvis_dns.health")
 
@@ -43,13 +46,14 @@ NEVER = float("-inf")
 class HealthMonitor:
     def __init__(
         self,
-        registry: Registry,
+        changes: Changes,
         config: Config,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         session_factory: SessionFactory | None = None,
     ) -> None:
-        self._registry = registry
+        self._changes = changes
+        self._view = changes.view
         self._config = config
         self._clock = clock
         self._rng = rng or random.Random()
@@ -66,18 +70,14 @@ class HealthMonitor:
         self._session: aiohttp.ClientSession | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._running = False  # checks run only between start() and stop()
-        registry.subscribe(self._on_events)
-        registry.on_heartbeat(self._on_heartbeat)
-        # A heartbeat must not revive an instance whose active check still fails, or it
-        # would flap in and out of answers with every beat.
-        registry.set_resume_guard(lambda inst: not self._check_failing(_key(inst)))
+        changes.subscribe(self._on_events)
 
     # -- lifecycle -------------------------------------------------------------
 
     def load(self, now: float) -> None:
         """Track everything already in the registry, with one TTL of restart grace."""
         self._grace_from = now
-        for inst in list(self._registry.all_instances()):
+        for inst in list(self._view.all_instances()):
             self._track(inst)
 
     async def start(self) -> None:
@@ -86,7 +86,7 @@ class HealthMonitor:
             self._session = self._session_factory()
         self.load(self._clock())
         self._running = True
-        for inst in list(self._registry.all_instances()):
+        for inst in list(self._view.all_instances()):
             self._sync_check(inst)
         self._ticker = asyncio.create_task(self._tick_loop(), name="health tick")
 
@@ -118,7 +118,7 @@ class HealthMonitor:
     async def _tick_loop(self) -> None:
         while True:
             try:
-                self.tick(self._clock())
+                await self.tick(self._clock())
             except Exception:  # the monitor must outlive any one bad tick
                 log.exception("health tick failed")
             # Wake just after the next bucket boundary, where deadlines fall due.
@@ -126,18 +126,41 @@ class HealthMonitor:
 
     # -- the tick --------------------------------------------------------------
 
-    def tick(self, now: float) -> None:
+    async def tick(self, now: float) -> None:
         """Expire what missed its TTL (unless self-preservation holds), remove the long dead."""
+        self._release_beaten(now)
         due = [(key, ttl) for key in self._ttl.pop_due(now) if (ttl := self._overdue(key, now))]
         others_live = len(self._ttl)
-        for key in self._preservation.admit(now, due, others_live):
-            self._expire(key)
-        for key in self._cleanup.pop_due(now):
-            self._remove_if_still_dead(key, now)
+        commands: list[Command] = [
+            self._expiry(key) for key in self._preservation.admit(now, due, others_live)
+        ]
+        commands += [c for key in self._cleanup.pop_due(now) if (c := self._removal(key, now))]
+        await self._run_all(commands)
+
+    async def _run_all(self, commands: Sequence[Command]) -> None:
+        """Concurrently, so a mass expiry shares group commits; failures are logged."""
+        results = await asyncio.gather(
+            *(self._changes.run(c) for c in commands), return_exceptions=True
+        )
+        for command, result in zip(commands, results, strict=True):
+            if isinstance(result, StoreError):
+                log.error("could not record %s: %s", command, result)
+            elif isinstance(result, BaseException) and not isinstance(result, NotFound):
+                log.error("%s failed", command, exc_info=result)
+
+    def _release_beaten(self, now: float) -> None:
+        """Held instances that heartbeat again are no longer waiting to expire."""
+        for key in list(self._preservation.held):
+            inst = self._view.find(*key)
+            if inst is None or inst.status is not Status.ACTIVE:
+                self._preservation.discard(key)
+            elif self._ttl_deadline(inst) > now:
+                self._preservation.discard(key)
+                self._ttl.schedule(key, self._ttl_deadline(inst))
 
     def _overdue(self, key: Key, now: float) -> float:
         """The instance's ttl_s if it really missed its deadline, else 0 (and re-track it)."""
-        inst = self._registry.find(*key)
+        inst = self._view.find(*key)
         if inst is None or inst.status is not Status.ACTIVE:
             return 0.0
         if self._ttl_deadline(inst) > now:
@@ -145,22 +168,20 @@ class HealthMonitor:
             return 0.0
         return inst.ttl_s
 
-    def _expire(self, key: Key) -> None:
-        inst = self._registry.find(*key)
-        if inst is None or inst.status is not Status.ACTIVE:
-            return
-        self._registry.mark(*key, EventKind.TTL_EXPIRED, Status.DEAD, "ttl expired")
+    def _expiry(self, key: Key) -> Expire:
+        inst = self._view.find(*key)
+        seen = inst.last_heartbeat if inst is not None else NEVER
+        return Expire(*key, seen_heartbeat=seen)
 
-    def _remove_if_still_dead(self, key: Key, now: float) -> None:
-        inst = self._registry.find(*key)
+    def _removal(self, key: Key, now: float) -> Remove | None:
+        inst = self._view.find(*key)
         if inst is None or inst.status is not Status.DEAD:
-            return
+            return None
         if self._cleanup_deadline(inst) > now:
             self._cleanup.schedule(key, self._cleanup_deadline(inst))
-            return
+            return None
         after = deregister_after(inst, self._config)
-        reason = f"dead for {after:g}s"
-        self._registry.deregister(*key, reason=reason, kind=EventKind.REMOVED)
+        return Remove(*key, reason=f"dead for {after:g}s")
 
     def _ttl_deadline(self, inst: Instance) -> float:
         return max(inst.last_heartbeat, self._grace_from) + inst.ttl_s
@@ -173,23 +194,12 @@ class HealthMonitor:
 
     def _on_events(self, events: Sequence[Event]) -> None:
         for key in dict.fromkeys((e.service_type, str(e.instance_id)) for e in events):
-            inst = self._registry.find(*key)
+            inst = self._view.find(*key)
             if inst is None:
                 self._forget(key)
             else:
                 self._track(inst)
                 self._sync_check(inst)
-
-    def _on_heartbeat(self, inst: Instance) -> None:
-        if inst.status is not Status.ACTIVE:
-            return
-        key = _key(inst)
-        self._preservation.discard(key)
-        self._ttl.schedule(key, self._ttl_deadline(inst))
-
-    def _check_failing(self, key: Key) -> bool:
-        streak = self._streaks.get(key)
-        return streak is not None and streak.failing
 
     def _track(self, inst: Instance) -> None:
         key = (inst.service_type, inst.key)
@@ -244,23 +254,24 @@ class HealthMonitor:
         assert self._session is not None
         return HttpCheck(target, self, limiter, self._rng, self._session)
 
-    def update(self, target: Target, result: CheckResult) -> None:
-        """The Notifier: apply one probe's result through the Registry."""
-        inst = self._registry.find(*target.key)
+    async def update(self, target: Target, result: CheckResult) -> None:
+        """The Notifier: record one probe's result through the change path."""
+        inst = self._view.find(*target.key)
         if inst is None or inst.status is Status.MAINTENANCE:
             return  # it left, or went into maintenance while the probe was out
         streak = self._streaks.setdefault(target.key, Streak())
         mark = streak.judge(inst, target.check, result, self._clock())
-        with contextlib.suppress(NotFound):
-            self._registry.mark(
-                *target.key,
-                mark.kind,
-                mark.status,
-                mark.reason,
-                check_output=result.output,
-                busy=mark.busy,
-                metrics=result.metrics,
-            )
+        observed = Observe(
+            *target.key,
+            kind=mark.kind,
+            status=mark.status,
+            reason=mark.reason,
+            output=result.output,
+            busy=mark.busy,
+            metrics=result.metrics,
+            failing=streak.failing,
+        )
+        await self._run_all([observed])
 
     # -- operator face ---------------------------------------------------------
 
@@ -276,10 +287,6 @@ class HealthMonitor:
             "running": self._running,
         }
 
-    def clear_self_preservation(self) -> None:
-        for key in self._preservation.clear(self._clock()):
-            self._expire(key)
-
-
-def _key(inst: Instance) -> Key:
-    return (inst.service_type, inst.key)
+    async def clear_self_preservation(self) -> None:
+        released = self._preservation.clear(self._clock())
+        await self._run_all([self._expiry(key) for key in released])

@@ -28,7 +28,7 @@ class CheckResult:
 
 @dataclass(frozen=True, slots=True)
 class Mark:
-    """The arguments of one Registry.mark call."""
+    """What one probe result asks of the instance (an Observe command)."""
 
     kind: EventKind
     status: Status | None

@@ -40,8 +40,8 @@ async def _block(request: web.Request, key: str) -> None:
     if index is None:
         return
     ctx = context(request)
-    registry = ctx.registry
-    current = (lambda: registry.index) if key == ALL else (lambda: registry.service_index(key))
+    view = ctx.view
+    current = (lambda: view.index) if key == ALL else (lambda: view.service_index(key))
     await ctx.waiter.wait(key, current, index, wait)
     if ctx.waiter.closed:
         # Shutting down: say so (503) rather than answer "nothing changed", so a watcher
@@ -52,7 +52,7 @@ async def _block(request: web.Request, key: str) -> None:
 async def register(request: web.Request) -> web.Response:
     ctx = context(request)
     spec = validate.register_body(await read_json(request), request.remote)
-    inst, created = ctx.registry.register(spec)
+    inst, created = await ctx.changes.register(spec)
     return json_response(inst.to_dict(), status=201 if created else 200, index=inst.modify_index)
 
 
@@ -67,9 +67,9 @@ def _counts(instances: list[Instance]) -> dict[str, int]:
 
 async def list_services(request: web.Request) -> web.Response:
     await _block(request, ALL)
-    registry = context(request).registry
-    services = {svc: _counts(registry.instances(svc)) for svc in registry.service_types()}
-    return json_response({"services": services, "index": registry.index}, index=registry.index)
+    view = context(request).view
+    services = {svc: _counts(view.instances(svc)) for svc in view.service_types()}
+    return json_response({"services": services, "index": view.index}, index=view.index)
 
 
 def _filters(request: web.Request) -> matching.Predicate:
@@ -94,26 +94,24 @@ async def get_service(request: web.Request) -> web.Response:
     svc = validate.service_type(request.match_info["svc"])
     predicate = _filters(request)
     await _block(request, svc)
-    registry = context(request).registry
-    index = registry.service_index(svc)
-    found = sorted(
-        (i for i in registry.instances(svc) if predicate(i)), key=lambda i: i.create_index
-    )
+    ctx = context(request)
+    index = ctx.view.service_index(svc)
+    found = ctx.discovery.listing(svc, predicate)
     body = {"service_type": svc, "index": index, "instances": [i.to_dict() for i in found]}
     return json_response(body, index=index)
 
 
 async def get_instance(request: web.Request) -> web.Response:
     svc, iid = _ids(request)
-    inst = context(request).registry.get(svc, iid)
+    inst = context(request).view.get(svc, iid)
     return json_response(inst.to_dict(), index=inst.modify_index)
 
 
 async def deregister(request: web.Request) -> web.Response:
     svc, iid = _ids(request)
-    registry = context(request).registry
-    inst = registry.deregister(svc, iid)
-    return json_response(inst.to_dict(), index=registry.index)
+    ctx = context(request)
+    inst = await ctx.changes.deregister(svc, iid)
+    return json_response(inst.to_dict(), index=ctx.view.index)
 
 
 async def heartbeat(request: web.Request) -> web.Response:
@@ -123,12 +121,13 @@ async def heartbeat(request: web.Request) -> web.Response:
     if body.keys() - HEARTBEAT_FIELDS:
         validate.only_fields(body, HEARTBEAT_FIELDS)
     busy, metrics = validate.optional_busy(body), validate.optional_metrics(body, len(raw))
-    registry = context(request).registry
+    ctx = context(request)
     info = request.match_info
-    # Looked up after the last await, so it is the live object. A name the registry holds
-    # as sent is valid by construction: one lookup, no regex; anything else is validated.
-    target = registry.find(info["svc"], info["id"]) or registry.get(*_ids(request))
-    inst = registry.beat(target, busy=busy, metrics=metrics)
+    # A name the registry holds as sent is valid by construction: one lookup, no regex;
+    # anything else is validated (400) before it can be a 404.
+    known = ctx.view.find(info["svc"], info["id"]) is not None
+    svc, iid = (info["svc"], info["id"]) if known else _ids(request)
+    inst = await ctx.changes.heartbeat(svc, iid, busy=busy, metrics=metrics)
     # Formatted by hand: three scalars do not need a JSON encoder per beat.
     text = (
         f'{{"status":"{inst.status.value}","busy":{"true" if inst.busy else "false"},'
@@ -145,7 +144,7 @@ async def set_status(request: web.Request) -> web.Response:
     busy, status = validate.optional_busy(body), validate.optional_status(body)
     if busy is None and status is None:
         raise ValidationError("give busy or status", field="status")
-    inst = context(request).registry.set_status(svc, iid, status=status, busy=busy)
+    inst = await context(request).changes.set_status(svc, iid, status=status, busy=busy)
     return json_response(inst.to_dict(), index=inst.modify_index)
 
 
@@ -165,46 +164,47 @@ def parse_discover(body: Any) -> tuple[str, str, matching.Predicate, str, str | 
 
 async def discover(request: web.Request) -> web.Response:
     svc, cache_key, predicate, strategy, key = parse_discover(await read_json(request))
-    registry = context(request).registry
-    inst = registry.discover(svc, predicate, strategy, key, cache_key)
+    ctx = context(request)
+    inst = ctx.discovery.discover(svc, predicate, strategy, key, cache_key)
     if inst is None:
         raise NotFound(f"no live instance of {svc} matches", field="service_type")
-    return json_response(inst.to_dict(), index=registry.service_index(svc))
+    return json_response(inst.to_dict(), index=ctx.view.service_index(svc))
 
 
 async def events(request: web.Request) -> web.Response:
     since = parse_index(request.query.get("since"), "since") or 0
     limit = parse_index(request.query.get("limit"), "limit")
     await _block(request, ALL)
-    registry = context(request).registry
-    found = registry.events_since(since, limit)
+    ctx = context(request)
+    index = ctx.view.index
+    found = ctx.events.since(since, limit)
     body = {
-        "index": registry.index,
-        "oldest_index": registry.oldest_event_index(),
+        "index": index,
+        "oldest_index": ctx.events.oldest_index(index),
         "events": [e.to_dict() for e in found],
     }
-    return json_response(body, index=registry.index)
+    return json_response(body, index=index)
 
 
 async def health(request: web.Request) -> web.Response:
     ctx = context(request)
-    registry = ctx.registry
+    view = ctx.view
     body = {
         "status": "ok",
-        "index": registry.index,
-        "instances": registry.count(),
-        "services": len(registry.service_types()),
+        "index": view.index,
+        "instances": view.count(),
+        "services": len(view.service_types()),
         "uptime_s": round(time.time() - _STARTED, 3),
         "domain": ctx.config.zone,
         "monitor": ctx.hooks.health_status(),
         "dns": ctx.hooks.dns_stats(),
     }
-    return json_response(body, index=registry.index)
+    return json_response(body, index=view.index)
 
 
 async def clear_self_preservation(request: web.Request) -> web.Response:
     ctx = context(request)
-    ctx.hooks.clear_self_preservation()
+    await ctx.hooks.clear_self_preservation()
     return json_response({"monitor": ctx.hooks.health_status()})
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 from jarvis_dns.errors import ValidationError
 from jarvis_dns.models import Event
-from jarvis_dns.registry import Registry
+from jarvis_dns.registry.events import EventSource
 
 # Consul caps waits at 10 minutes; proxies tend to cut idle connections soon after.
 MAX_WAIT_S = 600.0
@@ -38,12 +38,11 @@ def parse_index(raw: str | None, field: str = "index") -> int | None:
 class IndexWaiter:
     """Wakes waiters on a service (or on anything) when the registry changes."""
 
-    def __init__(self, registry: Registry) -> None:
-        self._registry = registry
+    def __init__(self, source: EventSource) -> None:
         self._signals: dict[str, asyncio.Event] = {}
         self._waiting: dict[str, int] = {}  # waiters per key: the last one out cleans up
         self._closed = False
-        registry.subscribe(self._on_events)
+        source.subscribe(self._on_events)
 
     @property
     def closed(self) -> bool:

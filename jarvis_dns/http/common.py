@@ -10,7 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
+from jarvis_dns.changes import Changes
 from jarvis_dns.config import Config
+from jarvis_dns.discovery import Discovery
 from jarvis_dns.errors import (
     JarvisError,
     PayloadTooLarge,
@@ -20,7 +22,7 @@ from jarvis_dns.errors import (
     ValidationError,
 )
 from jarvis_dns.http.blocking import IndexWaiter
-from jarvis_dns.registry import Registry
+from jarvis_dns.registry import EventLog, View
 
 log = logging.getLogger("jarvis_dns.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -33,16 +35,32 @@ class Hooks:
     health_status: Callable[[], dict[str, Any]] = dict
     dns_stats: Callable[[], dict[str, Any]] = dict
     reload_zones: Callable[[], list[str]] = list
-    clear_self_preservation: Callable[[], None] = lambda: None
+    clear_self_preservation: Callable[[], Awaitable[None]] = lambda: _nothing()
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+async def _nothing() -> None:
+    return None
 
 
 @dataclass(slots=True)
 class Context:
-    registry: Registry
+    """What every route may use: writes through `changes`, reads from its view (through
+    `discovery` for "which instances answer")."""
+
+    changes: Changes
+    discovery: Discovery
     config: Config
     waiter: IndexWaiter
     hooks: Hooks
+
+    @property
+    def view(self) -> View:
+        return self.changes.view
+
+    @property
+    def events(self) -> EventLog:
+        return self.changes.events
 
 
 CONTEXT: web.AppKey[Context] = web.AppKey("jarvis_context", Context)

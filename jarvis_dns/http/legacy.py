@@ -55,7 +55,7 @@ def _spec(body: JSONObject, svc: str, peer: str | None) -> InstanceSpec:
 async def register(request: web.Request) -> web.Response:
     body = validate.require_object(await read_json(request))
     spec = _spec(body, _service_field(body), request.remote)
-    inst, _ = context(request).registry.register(spec)
+    inst, _ = await context(request).changes.register(spec)
     return json_response({"status": "registered", "instance": legacy_view(inst)})
 
 
@@ -65,10 +65,10 @@ async def heartbeat(request: web.Request) -> web.Response:
     svc = _service_field(body)
     iid = validate.instance_id(body.get("instance_id"))
     busy, metrics = validate.optional_busy(body), validate.optional_metrics(body)
-    registry = context(request).registry
-    if registry.find(svc, iid) is None:
-        registry.register(_spec(body, svc, request.remote))
-    inst = registry.heartbeat(svc, iid, busy=busy, metrics=metrics)
+    ctx = context(request)
+    if ctx.view.find(svc, iid) is None:
+        await ctx.changes.register(_spec(body, svc, request.remote))
+    inst = await ctx.changes.heartbeat(svc, iid, busy=busy, metrics=metrics)
     return json_response({"status": "ok", "instance": legacy_view(inst)})
 
 
@@ -77,7 +77,7 @@ async def heartbeat_path(request: web.Request) -> web.Response:
     iid = validate.instance_id(request.match_info["id"])
     body = validate.require_object(await read_json(request, optional=True))
     busy, metrics = validate.optional_busy(body), validate.optional_metrics(body)
-    inst = context(request).registry.heartbeat(svc, iid, busy=busy, metrics=metrics)
+    inst = await context(request).changes.heartbeat(svc, iid, busy=busy, metrics=metrics)
     return json_response({"status": "ok", "instance": legacy_view(inst)})
 
 
@@ -97,7 +97,8 @@ async def status(request: web.Request) -> web.Response:
     svc = _service_field(body)
     iid = validate.instance_id(body.get("instance_id"))
     new_status, busy = _status_change(body)
-    inst = context(request).registry.set_status(svc, iid, new_status, busy, reason="legacy status")
+    changes = context(request).changes
+    inst = await changes.set_status(svc, iid, new_status, busy, reason="legacy status")
     return json_response({"status": "updated", "instance": legacy_view(inst)})
 
 
@@ -105,8 +106,8 @@ async def discover(request: web.Request) -> web.Response:
     body = validate.require_object(await read_json(request))
     svc = _service_field(body)
     key, predicate = matching.compile_cached(body.get("requirements"))
-    registry = context(request).registry
-    inst = registry.discover(svc, predicate, matching.DEFAULT_STRATEGY, cache_key=key)
+    discovery = context(request).discovery
+    inst = discovery.discover(svc, predicate, matching.DEFAULT_STRATEGY, cache_key=key)
     if inst is None:
         raise NotFound(f"no live instance of {svc} matches", field="service_type")
     return json_response(legacy_view(inst))
@@ -114,9 +115,9 @@ async def discover(request: web.Request) -> web.Response:
 
 async def service(request: web.Request) -> web.Response:
     svc = validate.service_type(request.match_info["svc"])
-    registry = context(request).registry
+    discovery = context(request).discovery
     key, idle = matching.compile_cached({"busy": False})
-    inst = registry.discover(svc, idle, matching.DEFAULT_STRATEGY, cache_key=key)
+    inst = discovery.discover(svc, idle, matching.DEFAULT_STRATEGY, cache_key=key)
     if inst is None:
         raise NotFound(f"no idle live instance of {svc}", field="svc")
     url = f"http://{_url_host(inst.host)}:{inst.port}"

@@ -1,24 +1,42 @@
-"""The one storage Protocol every backend implements."""
+"""The one storage Protocol every backend implements (async).
+
+In DESIGN's words: the store is the log; the view is its projection.
+
+* ``await load()`` -> Snapshot: every instance, the event log tail and the change index.
+* ``await commit(batch)`` -> index: the store numbers the batch (a sequence in memory
+  and SQLite; the revision in etcd) and stamps it. Indexes grow in the order commit()
+  is called. A durable batch is on disk when the call returns; a liveness-class batch
+  (busy flips) may return first and be written with the next group. A failed commit
+  raises StoreError and leaves nothing half-written.
+* ``await write_liveness(rows)``: heartbeat times, metrics and check output, batched;
+  a row applies only while the stored record has the row's modify_index (a newer full
+  write wins).
+* ``changes(from_index)``: batches committed by anyone else, in index order, for
+  ``apply``; empty for a single node (memory, SQLite), the etcd watch for a cluster.
+* ``await close()``: finish what is queued, then release everything.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
-from jarvis_dns.models import Batch, Instance, Snapshot
+from jarvis_dns.models import Batch, LivenessRow, Snapshot
 
 
 class Store(Protocol):
-    def load(self) -> Snapshot:
-        """Everything kept: instances, the event log tail and the change index."""
-        ...
+    async def load(self) -> Snapshot: ...
 
-    def write(self, batch: Batch) -> None:
-        """Apply one batch atomically and durably, or raise StoreError."""
-        ...
+    async def commit(self, batch: Batch) -> int: ...
 
-    def write_liveness(self, instances: Sequence[Instance]) -> None:
-        """Persist heartbeat timestamps and metrics; may be lazy (no fsync each)."""
-        ...
+    async def write_liveness(self, rows: Sequence[LivenessRow]) -> None: ...
 
-    def close(self) -> None: ...
+    def changes(self, from_index: int) -> AsyncIterator[tuple[int, Batch]]: ...
+
+    async def close(self) -> None: ...
+
+
+async def no_changes(from_index: int) -> AsyncIterator[tuple[int, Batch]]:
+    """The changes() of a store no other node writes to."""
+    return
+    yield  # an async generator that ends at once

@@ -2,45 +2,53 @@
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
-from jarvis_dns.models import Batch, Event, Instance, Snapshot
+from jarvis_dns.models import Batch, Event, Instance, Key, LivenessRow, Snapshot
+from jarvis_dns.registry.apply import stamp
+from jarvis_dns.store.base import no_changes
 
 
 class MemoryStore:
     def __init__(self, event_log_size: int = 10_000) -> None:
-        self._instances: dict[tuple[str, str], Instance] = {}
+        self._instances: dict[Key, Instance] = {}
         self._events: deque[Event] = deque(maxlen=event_log_size)
         self._services: dict[str, int] = {}
         self._index = 0
 
-    def load(self) -> Snapshot:
+    async def load(self) -> Snapshot:
         return Snapshot(
-            instances=[copy.deepcopy(i) for i in self._instances.values()],
+            instances=[dataclasses.replace(i) for i in self._instances.values()],
             events=list(self._events),
             index=self._index,
             service_indexes=dict(self._services),
         )
 
-    def write(self, batch: Batch) -> None:
+    async def commit(self, batch: Batch) -> int:
+        self._index += 1
+        stamp(batch, self._index)
         for inst in batch.puts:
-            self._instances[(inst.service_type, inst.key)] = copy.deepcopy(inst)
-            self._services[inst.service_type] = batch.index
-        for svc, key in batch.deletes:
-            self._instances.pop((svc, key), None)
-            self._services[svc] = batch.index
+            # A copy: the view's object keeps taking heartbeats in place.
+            self._instances[(inst.service_type, inst.key)] = dataclasses.replace(inst)
+        for key in batch.deletes:
+            self._instances.pop(key, None)
+        for svc in batch.services():
+            self._services[svc] = self._index
         self._events.extend(batch.events)
-        self._index = max(self._index, batch.index)
+        return self._index
 
-    def write_liveness(self, instances: Sequence[Instance]) -> None:
-        for inst in instances:
-            kept = self._instances.get((inst.service_type, inst.key))
-            if kept is not None:
-                kept.last_heartbeat = inst.last_heartbeat
-                kept.metrics = inst.metrics
-                kept.check_output = inst.check_output
+    async def write_liveness(self, rows: Sequence[LivenessRow]) -> None:
+        for row in rows:
+            kept = self._instances.get((row.service_type, row.key))
+            if kept is not None and kept.modify_index == row.modify_index:
+                kept.last_heartbeat = row.last_heartbeat
+                kept.metrics = row.metrics
+                kept.check_output = row.check_output
 
-    def close(self) -> None:
+    def changes(self, from_index: int) -> AsyncIterator[tuple[int, Batch]]:
+        return no_changes(from_index)
+
+    async def close(self) -> None:
         return None

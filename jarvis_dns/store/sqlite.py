@@ -1,45 +1,86 @@
-"""sqlite:///path — the embedded, durable default (WAL mode).
+"""sqlite:///path — the embedded, durable default (WAL, synchronous=FULL), group commit.
 
-Registrations, status changes and deletes commit with synchronous=FULL, so they are on
-disk before the HTTP answer goes out. Heartbeat timestamps, metrics and check output
-arrive in batches from the app's flusher, which runs write_liveness in a worker thread
-on a second connection, in small transactions so a registration on the event loop
-never waits long for the write lock. A liveness row applies only while the stored
-record is the one it was taken from (same modify_index): a full write that landed in
-between wins.
+One writer thread owns the connection. ``commit`` numbers the batch on the event loop,
+encodes it there (the loop keeps changing the view's objects, so the thread never sees
+them) and queues it; the thread takes every job queued while its previous transaction
+was in flight and commits them all in one transaction with one fsync. Each job has its
+own savepoint, so a job that fails (disk full, say) fails alone, and only the jobs
+that landed are answered as landed. The event loop never waits on a lock or an fsync:
+it awaits a future the thread settles.
+
+A liveness row applies only while the stored record is the one it was taken from (same
+modify_index): a full write that landed in between wins. Liveness flushes go in chunks
+of LIVENESS_CHUNK rows, so a registration waits behind one chunk at most.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import queue
 import sqlite3
-from collections.abc import Callable, Sequence
-from functools import partial
+import threading
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from jarvis_dns.errors import ConfigError, StoreError
-from jarvis_dns.models import Batch, Event, Instance, Snapshot
+from jarvis_dns.models import Batch, Event, Instance, LivenessRow, Snapshot
+from jarvis_dns.registry.apply import stamp
+from jarvis_dns.store.base import no_changes
+from jarvis_dns.store.schema import migrate
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS instances (
-    service_type TEXT NOT NULL,
-    instance_key TEXT NOT NULL,
-    data TEXT NOT NULL,
-    -- liveness, written in batches apart from data so a heartbeat never re-encodes it
-    last_heartbeat REAL,
-    metrics TEXT,
-    check_output TEXT,
-    modify_index INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (service_type, instance_key)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS events (idx INTEGER PRIMARY KEY, data TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS services (service_type TEXT PRIMARY KEY, idx INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+log = logging.getLogger("jarvis_dns.store")
+
+# Rows per liveness job: a registration queued behind a flush waits for one chunk.
+LIVENESS_CHUNK = 1000
+# A group stops growing past this many rows, so one transaction stays short.
+GROUP_ROWS = 4000
 
 
-def _dump(inst: Instance) -> str:
-    return json.dumps(inst.to_dict(), separators=(",", ":"))
+@dataclass(slots=True)
+class _Job:
+    """One unit the writer thread commits under its own savepoint."""
+
+    upserts: list[tuple[str, str, str, int]] = field(default_factory=list)
+    deletes: list[tuple[str, str]] = field(default_factory=list)
+    services: list[tuple[str, int]] = field(default_factory=list)
+    events: list[tuple[int, int, str]] = field(default_factory=list)
+    liveness: Sequence[LivenessRow] = ()
+    index: int = 0
+    durable: bool = True
+    future: asyncio.Future[None] | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.upserts) + len(self.deletes) + len(self.events) + len(self.liveness)
+
+    def write(self, db: sqlite3.Connection) -> None:
+        if self.upserts:
+            db.executemany(_UPSERT_INSTANCE, self.upserts)
+        if self.deletes:
+            db.executemany(_DELETE_INSTANCE, self.deletes)
+        if self.services:
+            db.executemany(_UPSERT_SERVICE, self.services)
+        if self.events:
+            db.executemany(_INSERT_EVENT, self.events)
+        if self.liveness:
+            db.executemany(_UPDATE_LIVENESS, [_liveness_row(r) for r in self.liveness])
+        if self.index:
+            db.execute(_SET_INDEX, (self.index,))
+
+
+def _encode(batch: Batch) -> _Job:
+    index = batch.index
+    return _Job(
+        upserts=[(i.service_type, i.key, _dump(i), index) for i in batch.puts],
+        deletes=list(batch.deletes),
+        services=[(svc, index) for svc in batch.services()],
+        events=[(index, seq, _dump_event(e)) for seq, e in enumerate(batch.events)],
+        index=index,
+        durable=batch.durable,
+    )
 
 
 class SqliteStore:
@@ -48,81 +89,161 @@ class SqliteStore:
         self._event_log_size = event_log_size
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = self._connect()
-            self._db.executescript(_SCHEMA)
-            self._liveness_db = self._connect()
+            self._db = _connect(self.path)
+            migrate(self._db)
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'index'").fetchone()
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open the store at {self.path}: {exc}") from exc
+        self._index = int(row[0]) if row else 0
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA busy_timeout=10000")  # the two connections take turns writing
-        return db
+    # -- the Store protocol ----------------------------------------------------
 
-    def load(self) -> Snapshot:
+    async def load(self) -> Snapshot:
+        if self._thread is not None:
+            raise StoreError("load() runs once, before the first commit")
+        return await asyncio.to_thread(self._load)
+
+    async def commit(self, batch: Batch) -> int:
+        # Numbered and encoded before the first await: indexes follow call order.
+        self._index += 1
+        stamp(batch, self._index)
+        job = _encode(batch)
+        future = self._submit(job)
+        if batch.durable:
+            await future
+        return batch.index
+
+    async def write_liveness(self, rows: Sequence[LivenessRow]) -> None:
+        futures = [
+            self._submit(_Job(liveness=rows[start : start + LIVENESS_CHUNK]))
+            for start in range(0, len(rows), LIVENESS_CHUNK)
+        ]
+        for future in futures:
+            await future
+
+    def changes(self, from_index: int) -> AsyncIterator[tuple[int, Batch]]:
+        return no_changes(from_index)
+
+    async def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+        self._db.close()
+
+    # -- the writer thread -----------------------------------------------------
+
+    def _submit(self, job: _Job) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        if self._thread is None:
+            self._loop = loop
+            self._thread = threading.Thread(target=self._run, name="sqlite writer", daemon=True)
+            self._thread.start()
+        job.future = loop.create_future()
+        if not job.durable:  # nobody awaits it: a failure is logged, never left unread
+            job.future.add_done_callback(_log_lost)
+        self._queue.put(job)
+        return job.future
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            group, stop = self._gather(job)
+            errors = self._write(group)
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(_settle, group, errors)
+            if stop:
+                return
+
+    def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
+        """The first job and every one queued meanwhile, up to GROUP_ROWS rows."""
+        group, rows = [first], first.size
+        while rows < GROUP_ROWS:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                return group, True
+            group.append(job)
+            rows += job.size
+        return group, False
+
+    def _write(self, group: list[_Job]) -> list[sqlite3.Error | None]:
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            errors = [_in_savepoint(db, job) for job in group]
+            newest = max(job.index for job in group)
+            if newest:
+                db.execute(_TRIM_EVENTS, (newest - self._event_log_size,))
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:  # a failed COMMIT can leave it open: never leave it so
+                db.execute("ROLLBACK")
+            return [exc] * len(group)
+        return errors
+
+    def _load(self) -> Snapshot:
         db = self._db
         instances = [_restore(row) for row in db.execute(_SELECT_INSTANCES)]
         events = [Event.from_dict(json.loads(d)) for (d,) in db.execute(_SELECT_EVENTS)]
         services = dict(db.execute("SELECT service_type, idx FROM services").fetchall())
-        row = db.execute("SELECT value FROM meta WHERE key = 'index'").fetchone()
-        return Snapshot(instances, events, int(row[0]) if row else 0, services)
-
-    def write(self, batch: Batch) -> None:
-        try:
-            self._transaction(lambda: self._apply(batch))
-        except sqlite3.Error as exc:
-            raise StoreError(f"sqlite write failed: {exc}") from exc
-
-    def write_liveness(self, instances: Sequence[Instance]) -> None:
-        """Thread-safe against write(): it uses its own connection."""
-        db = self._liveness_db
-        for start in range(0, len(instances), LIVENESS_CHUNK):
-            rows = [_liveness_row(i) for i in instances[start : start + LIVENESS_CHUNK]]
-            try:
-                _transaction(db, partial(db.executemany, _UPDATE_LIVENESS, rows))
-            except sqlite3.Error as exc:
-                raise StoreError(f"sqlite liveness flush failed: {exc}") from exc
-
-    def close(self) -> None:
-        self._liveness_db.close()
-        self._db.close()
-
-    def _transaction(self, body: Callable[[], object]) -> None:
-        _transaction(self._db, body)
-
-    def _apply(self, batch: Batch) -> None:
-        db = self._db
-        db.executemany(
-            _UPSERT_INSTANCE,
-            [(i.service_type, i.key, _dump(i), i.modify_index) for i in batch.puts],
-        )
-        db.executemany(_DELETE_INSTANCE, batch.deletes)
-        touched = {i.service_type for i in batch.puts} | {svc for svc, _ in batch.deletes}
-        db.executemany(_UPSERT_SERVICE, [(svc, batch.index) for svc in touched])
-        db.executemany(
-            "INSERT OR REPLACE INTO events (idx, data) VALUES (?, ?)",
-            [(e.index, json.dumps(e.to_dict())) for e in batch.events],
-        )
-        db.execute("DELETE FROM events WHERE idx <= ?", (batch.index - self._event_log_size,))
-        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('index', ?)", (batch.index,))
+        return Snapshot(instances, events, self._index, services)
 
 
-def _transaction(db: sqlite3.Connection, body: Callable[[], object]) -> None:
-    db.execute("BEGIN IMMEDIATE")
+def _in_savepoint(db: sqlite3.Connection, job: _Job) -> sqlite3.Error | None:
+    db.execute("SAVEPOINT job")
     try:
-        body()
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:  # a failed COMMIT can leave it open: never leave it so
-            db.execute("ROLLBACK")
-        raise
+        job.write(db)
+    except sqlite3.Error as exc:
+        db.execute("ROLLBACK TO job")
+        db.execute("RELEASE job")
+        return exc
+    db.execute("RELEASE job")
+    return None
 
 
-def _liveness_row(i: Instance) -> tuple[float, str, str, str, str, int]:
-    metrics = json.dumps(i.metrics)
-    return (i.last_heartbeat, metrics, i.check_output, i.service_type, i.key, i.modify_index)
+def _settle(group: list[_Job], errors: list[sqlite3.Error | None]) -> None:
+    """On the loop: answer each job's waiter."""
+    for job, error in zip(group, errors, strict=True):
+        future = job.future
+        if future is None or future.done():  # its waiter went away
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(StoreError(f"sqlite write failed: {error}"))
+
+
+def _log_lost(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("a liveness-class batch was not written: %s", future.exception())
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    return db
+
+
+def _dump(inst: Instance) -> str:
+    return json.dumps(inst.to_dict(), separators=(",", ":"))
+
+
+def _dump_event(event: Event) -> str:
+    return json.dumps(event.to_dict(), separators=(",", ":"))
+
+
+def _liveness_row(r: LivenessRow) -> tuple[float, str, str, str, str, int]:
+    metrics = json.dumps(r.metrics)
+    return (r.last_heartbeat, metrics, r.check_output, r.service_type, r.key, r.modify_index)
 
 
 def _restore(row: tuple[str, float | None, str | None, str | None]) -> Instance:
@@ -136,7 +257,7 @@ def _restore(row: tuple[str, float | None, str | None, str | None]) -> Instance:
 
 
 _SELECT_INSTANCES = "SELECT data, last_heartbeat, metrics, check_output FROM instances"
-_SELECT_EVENTS = "SELECT data FROM events ORDER BY idx"
+_SELECT_EVENTS = "SELECT data FROM events ORDER BY idx, seq"
 # A full write supersedes batched liveness: clear those columns with it.
 _UPSERT_INSTANCE = (
     "INSERT OR REPLACE INTO instances "
@@ -146,7 +267,11 @@ _UPDATE_LIVENESS = (
     "UPDATE instances SET last_heartbeat = ?, metrics = ?, check_output = ? "
     "WHERE service_type = ? AND instance_key = ? AND modify_index = ?"
 )
-# Rows per liveness transaction: a registration waits for at most one such chunk.
-LIVENESS_CHUNK = 1000
 _DELETE_INSTANCE = "DELETE FROM instances WHERE service_type = ? AND instance_key = ?"
 _UPSERT_SERVICE = "INSERT OR REPLACE INTO services (service_type, idx) VALUES (?, ?)"
+_INSERT_EVENT = "INSERT OR REPLACE INTO events (idx, seq, data) VALUES (?, ?, ?)"
+_TRIM_EVENTS = "DELETE FROM events WHERE idx <= ?"
+_SET_INDEX = (
+    "INSERT INTO meta (key, value) VALUES ('index', ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = max(CAST(value AS INTEGER), excluded.value)"
+)

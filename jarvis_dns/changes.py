@@ -1,0 +1,259 @@
+"""The only writer: plan -> await store.commit -> apply -> notify.
+
+HTTP v1, the legacy routes and the health monitor hand a command to ``Changes.run``;
+nothing else changes the view. For each command:
+
+1. ``plan(view, command, now)`` validates against the current view (4xx on bad input);
+2. a Touch (liveness only) is applied at once and noted for the batched flush;
+3. a Batch is committed by the store, which numbers it; a failed commit raises
+   StoreError and leaves the view untouched;
+4. ``apply(view, index, batch)`` changes the view, in index order (a batch waits for
+   the batches numbered before it), and the events go to the log and the subscribers
+   (DNS cache, blocking queries, health monitor).
+
+Commands on one instance run one at a time (each plans against the view its
+predecessor left); commands on different instances commit concurrently, which is what
+lets SQLite put many of them in one transaction. Batches committed by other nodes
+arrive from ``store.changes`` and go through the same apply (``follow``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from jarvis_dns.errors import StoreError
+from jarvis_dns.models import (
+    Batch,
+    Instance,
+    InstanceId,
+    InstanceSpec,
+    JSONObject,
+    Key,
+    Status,
+)
+from jarvis_dns.registry import (
+    Command,
+    Deregister,
+    EventLog,
+    Heartbeat,
+    LivenessBuffer,
+    Register,
+    SetStatus,
+    Touch,
+    View,
+    apply,
+    plan,
+    touch,
+)
+from jarvis_dns.registry.events import Subscriber
+from jarvis_dns.store.base import Store
+
+log = logging.getLogger("jarvis_dns.changes")
+Clock = Callable[[], float]
+
+
+class Changes:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        view: View | None = None,
+        events: EventLog | None = None,
+    ) -> None:
+        self.store = store
+        self.view = view or View()
+        self.events = events or EventLog()
+        self.liveness = LivenessBuffer()
+        self._clock = clock
+        self._subscribers: list[Subscriber] = []
+        self._locks = _KeyLocks()
+        self._sequencer = _Sequencer()
+
+    async def load(self) -> None:
+        """Take what the store kept; once, before serving."""
+        snapshot = await self.store.load()
+        self.view.load(snapshot)
+        self.events.extend(sorted(snapshot.events, key=lambda e: e.index))
+
+    def now(self) -> float:
+        return self._clock()
+
+    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
+        """fn(events) after every applied batch; returns the unsubscribe call."""
+        self._subscribers.append(fn)
+        return lambda: self._subscribers.remove(fn)
+
+    # -- the commands the faces use ----------------------------------------------
+
+    async def register(self, spec: InstanceSpec) -> tuple[Instance, bool]:
+        """Register or update; returns the instance and whether it is new."""
+        existed = self.view.find(spec.service_type, spec.instance_id) is not None
+        inst = await self.run(Register(spec))
+        assert inst is not None
+        return inst, not existed
+
+    async def heartbeat(
+        self,
+        service_type: str,
+        instance_id: InstanceId,
+        busy: bool | None = None,
+        metrics: JSONObject | None = None,
+    ) -> Instance:
+        command = Heartbeat(service_type, instance_id, busy, metrics)
+        if command.key not in self._locks:
+            # The hot path: nothing in flight for this instance, and a beat that changes
+            # nothing but liveness needs no commit and no lock.
+            planned = plan(self.view, command, self._clock())
+            if isinstance(planned, Touch):
+                return self._touch(planned)
+        inst = await self.run(command)
+        assert inst is not None
+        return inst
+
+    async def set_status(
+        self,
+        service_type: str,
+        instance_id: InstanceId,
+        status: Status | None = None,
+        busy: bool | None = None,
+        reason: str = "status update",
+    ) -> Instance:
+        inst = await self.run(SetStatus(service_type, instance_id, status, busy, reason))
+        assert inst is not None
+        return inst
+
+    async def deregister(
+        self, service_type: str, instance_id: InstanceId, reason: str = "deregistered"
+    ) -> Instance:
+        inst = await self.run(Deregister(service_type, instance_id, reason))
+        assert inst is not None
+        return inst
+
+    # -- the one path every command takes ------------------------------------------
+
+    async def run(self, command: Command) -> Instance | None:
+        """Plan, commit and apply one command; the instance after it (for a deletion,
+        as it was; None when there was nothing to change and nothing to find)."""
+        key = command.key
+        async with self._locks.hold(key):
+            before = self.view.find(*key)
+            planned = plan(self.view, command, self._clock())
+            if planned is None:
+                return before
+            if isinstance(planned, Touch):
+                return self._touch(planned)
+            # Shielded: once the store has the batch, the view must get it too, even if
+            # the request that asked for it goes away meanwhile.
+            await asyncio.shield(asyncio.ensure_future(self._commit(planned)))
+            return self.view.find(*key) or before
+
+    def _touch(self, change: Touch) -> Instance:
+        inst = touch(self.view, change)
+        assert inst is not None  # planned against this view, with no await between
+        self.liveness.note(inst)
+        return inst
+
+    async def _commit(self, batch: Batch) -> None:
+        slot = self._sequencer.take()  # before commit(): the store numbers in call order
+        try:
+            index = await self.store.commit(batch)
+            await self._sequencer.turn(slot)
+            self._apply(index, batch)
+        finally:
+            self._sequencer.release(slot)
+
+    def _apply(self, index: int, batch: Batch) -> None:
+        events = apply(self.view, index, batch)
+        for inst in batch.puts:
+            self.liveness.forget((inst.service_type, inst.key))  # the full write has it
+        self.events.extend(events)
+        for fn in list(self._subscribers):
+            try:
+                fn(events)
+            except Exception:  # the change is applied: every other subscriber must hear it
+                log.exception("a subscriber failed on index %d", index)
+
+    # -- what other nodes committed, and the liveness flush ---------------------------
+
+    async def follow(self) -> None:
+        """Apply batches other nodes committed, until the store's stream ends."""
+        async for index, batch in self.store.changes(self.view.index):
+            if index > self.view.index:
+                self._apply(index, batch)
+
+    async def flush_liveness(self) -> bool:
+        """Write the beats noted since the last flush; put them back if that fails."""
+        rows = self.liveness.drain()
+        if not rows:
+            return True
+        try:
+            await self.store.write_liveness(rows)
+        except StoreError as exc:
+            log.error("liveness flush failed; the next flush writes them again: %s", exc)
+            self.liveness.put_back(rows, self.view)
+            return False
+        return True
+
+
+@dataclass(slots=True, eq=False)
+class _Slot:
+    done: bool = False
+    turn: asyncio.Future[None] | None = None
+
+
+class _Sequencer:
+    """Applies batches in the order the store numbered them: a batch whose commit
+    finished early waits for the ones numbered before it (applied or failed)."""
+
+    def __init__(self) -> None:
+        self._slots: deque[_Slot] = deque()
+
+    def take(self) -> _Slot:
+        slot = _Slot()
+        self._slots.append(slot)
+        return slot
+
+    async def turn(self, slot: _Slot) -> None:
+        if self._slots[0] is slot:
+            return
+        slot.turn = asyncio.get_running_loop().create_future()
+        await slot.turn
+
+    def release(self, slot: _Slot) -> None:
+        slot.done = True
+        while self._slots and self._slots[0].done:
+            self._slots.popleft()
+        if self._slots:
+            head = self._slots[0].turn
+            if head is not None and not head.done():
+                head.set_result(None)
+
+
+class _KeyLocks:
+    """One lock per instance key, kept only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[Key, tuple[asyncio.Lock, list[int]]] = {}
+
+    def __contains__(self, key: Key) -> bool:
+        return key in self._locks
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: Key) -> AsyncIterator[None]:
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = (asyncio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[key]

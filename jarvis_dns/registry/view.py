@@ -1,0 +1,79 @@
+"""The view: every instance by type and by (type, id), and the change indexes (pure).
+
+A projection of the store's log. Only ``apply`` (registry/apply.py) changes it; every
+face reads it, through ``discovery`` where the question is "which instances answer".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from jarvis_dns.errors import NotFound
+from jarvis_dns.models import Instance, InstanceId, Key, Snapshot, instance_key
+
+
+class View:
+    def __init__(self) -> None:
+        self._services: dict[str, dict[str, Instance]] = {}
+        # Kept after a service's last instance goes, so its index never moves back.
+        self._service_index: dict[str, int] = {}
+        self.index = 0
+
+    def load(self, snapshot: Snapshot) -> None:
+        """Take what a store kept; called once before serving."""
+        self.index = max(self.index, snapshot.index)
+        for inst in snapshot.instances:
+            self.put(inst)
+            self.advance(inst.service_type, inst.modify_index)
+        for svc, idx in snapshot.service_indexes.items():
+            self.advance(svc, idx)
+
+    # -- reads -----------------------------------------------------------------
+
+    def find(self, service_type: str, instance_id: InstanceId) -> Instance | None:
+        group = self._services.get(service_type)
+        return None if group is None else group.get(instance_key(instance_id))
+
+    def get(self, service_type: str, instance_id: InstanceId) -> Instance:
+        inst = self.find(service_type, instance_id)
+        if inst is None:
+            raise NotFound(f"no instance {service_type}/{instance_id}", field="instance_id")
+        return inst
+
+    def instances(self, service_type: str) -> list[Instance]:
+        return list(self._services.get(service_type, {}).values())
+
+    def all_instances(self) -> Iterable[Instance]:
+        for group in self._services.values():
+            yield from group.values()
+
+    def service_types(self) -> list[str]:
+        return sorted(svc for svc, group in self._services.items() if group)
+
+    def service_index(self, service_type: str) -> int:
+        return self._service_index.get(service_type, 0)
+
+    def count(self) -> int:
+        return sum(len(group) for group in self._services.values())
+
+    def modify_index(self, key: Key) -> int:
+        """What a plan read of this key (0: absent), for optimistic commits."""
+        inst = self.find(*key)
+        return 0 if inst is None else inst.modify_index
+
+    # -- changed only by apply -------------------------------------------------
+
+    def put(self, inst: Instance) -> None:
+        self._services.setdefault(inst.service_type, {})[inst.key] = inst
+
+    def delete(self, key: Key) -> None:
+        group = self._services.get(key[0])
+        if group is None:
+            return
+        group.pop(key[1], None)
+        if not group:
+            del self._services[key[0]]
+
+    def advance(self, service_type: str, index: int) -> None:
+        self.index = max(self.index, index)
+        self._service_index[service_type] = max(self.service_index(service_type), index)

@@ -1,0 +1,90 @@
+"""The SQLite schema and its migrations, versioned by ``PRAGMA user_version``.
+
+Version 0 is the file every release before the async change path wrote (it set no
+version). Version 1 numbers events per batch: one batch, one index, so several events
+may share an index and the events table is keyed by (idx, seq).
+
+A migration runs once, in one transaction, on first start of a newer release; a file
+from a newer release than this one is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+from jarvis_dns.errors import ConfigError
+
+SCHEMA_VERSION = 1
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS instances (
+    service_type TEXT NOT NULL,
+    instance_key TEXT NOT NULL,
+    data TEXT NOT NULL,
+    -- liveness, written in batches apart from data so a heartbeat never re-encodes it
+    last_heartbeat REAL,
+    metrics TEXT,
+    check_output TEXT,
+    modify_index INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (service_type, instance_key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    idx INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (idx, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS services (service_type TEXT PRIMARY KEY, idx INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def _v0_to_v1(db: sqlite3.Connection) -> None:
+    """Events were keyed by idx alone (one index per event): each keeps its idx, seq 0."""
+    db.execute("ALTER TABLE events RENAME TO events_v0")
+    db.execute(
+        "CREATE TABLE events (idx INTEGER NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL,"
+        " PRIMARY KEY (idx, seq)) WITHOUT ROWID"
+    )
+    db.execute("INSERT INTO events (idx, seq, data) SELECT idx, 0, data FROM events_v0")
+    db.execute("DROP TABLE events_v0")
+
+
+# MIGRATIONS[v] takes a file at version v to v + 1.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _v0_to_v1}
+
+
+def version_of(db: sqlite3.Connection) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring the file to SCHEMA_VERSION (a new file is created at it)."""
+    version = version_of(db)
+    if version > SCHEMA_VERSION:
+        raise ConfigError(
+            f"the store was written by a newer jarvis-dns (schema {version}; "
+            f"this release reads up to {SCHEMA_VERSION})"
+        )
+    if version == SCHEMA_VERSION:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if _has_table(db, "events"):  # a file from an earlier release
+            for step in range(version, SCHEMA_VERSION):
+                MIGRATIONS[step](db)
+        for statement in _TABLES.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _has_table(db: sqlite3.Connection, name: str) -> bool:
+    found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+    return found.fetchone() is not None
