@@ -15,11 +15,15 @@ import httpx
 import pytest
 from aiohttp import web
 
+from jarvis_dns.changes import Changes
 from jarvis_dns.config import Config
+from jarvis_dns.discovery import Discovery
 from jarvis_dns.http.blocking import IndexWaiter
 from jarvis_dns.http.common import Context, Hooks
 from jarvis_dns.http.routes import make_web_app
-from jarvis_dns.registry import Journal, Registry
+from jarvis_dns.registry import View
+from jarvis_dns.store.base import Store
+from jarvis_dns.store.memory import MemoryStore
 
 
 class FakeClock:
@@ -50,15 +54,30 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+def new_changes(clock: Callable[[], float], store: Store | None = None) -> Changes:
+    """The one writer over a store (memory:// unless given), as app.py builds it."""
+    return Changes(store or MemoryStore(), clock)
+
+
 @dataclass
 class ApiServer:
     url: str
-    registry: Registry
+    changes: Changes
     client: httpx.AsyncClient
 
+    @property
+    def view(self) -> View:
+        return self.changes.view
 
-async def start_api(registry: Registry, config: Config | None = None) -> tuple[web.AppRunner, str]:
-    ctx = Context(registry, config or Config(store="memory://"), IndexWaiter(registry), Hooks())
+
+async def start_api(changes: Changes, config: Config | None = None) -> tuple[web.AppRunner, str]:
+    ctx = Context(
+        changes,
+        Discovery(changes.view),
+        config or Config(store="memory://"),
+        IndexWaiter(changes),
+        Hooks(),
+    )
     runner = web.AppRunner(make_web_app(ctx), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -67,16 +86,17 @@ async def start_api(registry: Registry, config: Config | None = None) -> tuple[w
 
 
 @pytest.fixture
-def journal() -> Journal | None:
-    return None
+def store() -> Store:
+    return MemoryStore()
 
 
 @pytest.fixture
-async def api(clock: FakeClock, journal: Journal | None) -> AsyncIterator[ApiServer]:
-    registry = Registry(clock, journal=journal)
-    runner, url = await start_api(registry)
+async def api(clock: FakeClock, store: Store) -> AsyncIterator[ApiServer]:
+    changes = new_changes(clock, store)
+    await changes.load()
+    runner, url = await start_api(changes)
     async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-        yield ApiServer(url, registry, client)
+        yield ApiServer(url, changes, client)
     await runner.cleanup()
 
 

@@ -18,10 +18,11 @@ import dns.rdatatype
 import pytest
 from conftest import free_port
 
+from ledger import Ledger
+
 from jarvis_dns.config import Config
 from jarvis_dns.dns.server import DnsServer
 from jarvis_dns.models import InstanceSpec, Status
-from jarvis_dns.registry import Registry
 
 ZONE = "jarvis.internal."
 TIMEOUT_S = 3.0
@@ -45,9 +46,9 @@ class FakeClock:
         return self.now
 
 
-def example_registry(clock: FakeClock | None = None) -> Registry:
+def example_registry(clock: FakeClock | None = None) -> Ledger:
     """The registry behind the README's dig examples (the "Use it from DNS" section)."""
-    reg = Registry(clock=clock or FakeClock())
+    reg = Ledger(clock=clock or FakeClock())
     reg.register(
         InstanceSpec(
             "auth",
@@ -89,14 +90,19 @@ def config(tmp_path: Any = None, **overrides: Any) -> Config:
 
 @contextlib.asynccontextmanager
 async def running(
-    registry: Registry, cfg: Config | None = None, **kwargs: Any
+    registry: Ledger, cfg: Config | None = None, **kwargs: Any
 ) -> AsyncIterator[DnsServer]:
-    server = DnsServer(registry, cfg or config(), **kwargs)
+    server = dns_server(registry, cfg, **kwargs)
     await server.start()
     try:
         yield server
     finally:
         await server.stop()
+
+
+def dns_server(registry: Ledger, cfg: Config | None = None, **kwargs: Any) -> DnsServer:
+    """A DnsServer over the ledger's view, as app.py builds one over the real view."""
+    return DnsServer(registry.discovery, registry, cfg or config(), **kwargs)
 
 
 @dataclass
