@@ -66,8 +66,8 @@ class Changes:
         events: EventLog | None = None,
     ) -> None:
         self.store = store
-        self.view = view or View()
-        self.events = events or EventLog()
+        self.view = view if view is not None else View()
+        self.events = events if events is not None else EventLog()
         self.liveness = LivenessBuffer()
         self._clock = clock
         self._subscribers: list[Subscriber] = []

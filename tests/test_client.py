@@ -43,7 +43,7 @@ async def server() -> AsyncIterator[App]:
     await app.start()
     yield app
     await app.stop()
-    app.close()
+    await app.close()
 
 
 def make_client(app: App, **kwargs: Any) -> DNSClient:
@@ -88,13 +88,13 @@ async def test_readme_flow_register_discover_update_close(server: App) -> None:
     assert await client.update_status(busy=True) is True
     assert await client.discover_service("authentication-service", requirements) is None
     await client.close()
-    assert server.registry.find("authentication-service", 1) is None
+    assert server.view.find("authentication-service", 1) is None
 
 
 async def test_port_defaults_to_base_port_plus_instance_id(server: App) -> None:
     async with make_client(server, base_port=7000) as client:
         assert await client.register_service(ServiceConfig("worker", 3))
-        inst = server.registry.get("worker", 3)
+        inst = server.view.get("worker", 3)
         assert inst.port == 7003
 
 
@@ -105,7 +105,7 @@ async def test_base_port_and_host_come_from_the_environment(
     monkeypatch.setenv("HOST", "10.1.2.3")
     async with make_client(server) as client:
         assert await client.register_service(ServiceConfig("worker", 2))
-        inst = server.registry.get("worker", 2)
+        inst = server.view.get("worker", 2)
         assert (inst.host, inst.port) == ("10.1.2.3", 8102)
 
 
@@ -114,7 +114,7 @@ async def test_config_fields_reach_the_server(client: DNSClient, server: App) ->
     config = ServiceConfig("db", "primary", port=5432, host="db.local", weight=7, ttl_s=45.0)
     config.check, config.deregister_after_s, config.busy = check, 120.0, True
     assert await client.register_service(config)
-    inst = server.registry.get("db", "primary")
+    inst = server.view.get("db", "primary")
     assert (inst.host, inst.weight, inst.ttl_s, inst.busy) == ("db.local", 7, 45.0, True)
     assert inst.check is not None and inst.check.type == "tcp"
     assert inst.deregister_after_s == 120.0
@@ -149,11 +149,9 @@ async def test_register_raises_registry_unavailable_after_the_last_attempt() -> 
 async def test_two_services_on_one_client_both_heartbeat(client: DNSClient, server: App) -> None:
     await register(client, "alpha", 1)
     await register(client, "beta", 1)
-    first = {s: server.registry.get(s, 1).last_heartbeat for s in ("alpha", "beta")}
-    await eventually(
-        lambda: all(server.registry.get(s, 1).last_heartbeat > first[s] for s in first)
-    )
-    assert server.registry.get("alpha", 1).metrics == {"load": 1}
+    first = {s: server.view.get(s, 1).last_heartbeat for s in ("alpha", "beta")}
+    await eventually(lambda: all(server.view.get(s, 1).last_heartbeat > first[s] for s in first))
+    assert server.view.get("alpha", 1).metrics == {"load": 1}
 
 
 async def test_heartbeat_logs_success_at_debug(
@@ -172,7 +170,7 @@ async def test_async_metrics_provider(server: App) -> None:
 
     async with make_client(server, metrics_provider=metrics) as client:
         await register(client, "alpha", 1)
-        await eventually(lambda: server.registry.get("alpha", 1).metrics == {"connections": 156})
+        await eventually(lambda: server.view.get("alpha", 1).metrics == {"connections": 156})
 
 
 # -- status ---------------------------------------------------------------------------
@@ -182,7 +180,7 @@ async def test_dead_status_sticks_until_active_again(client: DNSClient, server: 
     await register(client, "alpha", 1)
     assert await client.update_status(status="dead")
     await asyncio.sleep(0.2)  # several heartbeat intervals: none may revive it
-    assert server.registry.get("alpha", 1).status is Status.DEAD
+    assert server.view.get("alpha", 1).status is Status.DEAD
     assert await client.discover_service("alpha") is None
     assert await client.update_status(status="active")
     assert (await client.discover_service("alpha")) is not None
@@ -201,7 +199,7 @@ async def test_update_status_of_an_instance_registered_elsewhere(
     async with make_client(server) as operator:
         await register(client, "alpha", 1)
         assert await operator.update_status(busy=True, service_type="alpha", instance_id=1)
-        assert server.registry.get("alpha", 1).busy is True
+        assert server.view.get("alpha", 1).busy is True
 
 
 async def test_update_status_without_a_registration_warns(
@@ -296,11 +294,11 @@ async def test_least_loaded_uses_current_heartbeat_metrics(server: App) -> None:
             assert found is not None
             return int(found["instance_id"])
 
-        await eventually(lambda: server.registry.get("web", 2).metrics == {"load": 10})
+        await eventually(lambda: server.view.get("web", 2).metrics == {"load": 10})
         assert await least() == 2
         loads["1"], loads["2"] = 5, 80
-        await eventually(lambda: server.registry.get("web", 2).metrics == {"load": 80})
-        await eventually(lambda: server.registry.get("web", 1).metrics == {"load": 5})
+        await eventually(lambda: server.view.get("web", 2).metrics == {"load": 80})
+        await eventually(lambda: server.view.get("web", 1).metrics == {"load": 5})
         assert await least() == 1
 
 
@@ -361,7 +359,7 @@ async def test_a_change_reaches_the_cache_within_100ms(server: App) -> None:
         # The clock starts when the server commits the change, not when the writer sends it:
         # the writer's own round trip is not part of how fast a change reaches a cache.
         committed: list[float] = []
-        server.registry.subscribe(lambda events: committed.append(time.monotonic()))
+        server.changes.subscribe(lambda events: committed.append(time.monotonic()))
         assert await writer.update_status(busy=True)
         assert committed, "the update changed nothing on the server"
         while await reader.discover_service("web", {"busy": False}) is not None:
@@ -414,7 +412,7 @@ async def test_close_is_idempotent_and_deregisters_everything(server: App) -> No
     await client.close()
     await client.close()
     await asyncio.gather(client.close(), client.close())
-    assert server.registry.find("alpha", 1) is None and server.registry.find("beta", 2) is None
+    assert server.view.find("alpha", 1) is None and server.view.find("beta", 2) is None
     with pytest.raises(RuntimeError, match="closed"):
         await client.register_service(ServiceConfig("alpha", 1, port=1))
     with pytest.raises(RuntimeError, match="closed"):
@@ -424,8 +422,8 @@ async def test_close_is_idempotent_and_deregisters_everything(server: App) -> No
 async def test_async_with_deregisters_on_exit(server: App) -> None:
     async with make_client(server) as client:
         await register(client, "alpha", 1)
-        assert server.registry.find("alpha", 1) is not None
-    assert server.registry.find("alpha", 1) is None
+        assert server.view.find("alpha", 1) is not None
+    assert server.view.find("alpha", 1) is None
 
 
 async def test_deregister_service_stops_one_of_several(client: DNSClient, server: App) -> None:
@@ -433,5 +431,5 @@ async def test_deregister_service_stops_one_of_several(client: DNSClient, server
     await register(client, "alpha", 2)
     assert await client.deregister_service("alpha", 1)
     await asyncio.sleep(0.15)  # a stray heartbeat would re-register it
-    assert server.registry.find("alpha", 1) is None
+    assert server.view.find("alpha", 1) is None
     assert [i["instance_id"] for i in await client.discover_all("alpha")] == [2]

@@ -39,7 +39,7 @@ async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[App]:
     monkeypatch.setenv("DNS_SERVER_URL", app.http_url)
     yield app
     await app.stop()
-    app.close()
+    await app.close()
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
@@ -138,11 +138,11 @@ async def test_readme_registration_example_prints_success(server: App, tmp_path:
     try:
         output = await program.read_until("Service registration")
         assert "Service registration successful" in output
-        inst = server.registry.get("authentication-service", 1)
+        inst = server.view.get("authentication-service", 1)
         assert inst.port == 5001 and inst.metadata["capabilities"] == ["oauth", "jwt"]
         await program.stop(signal.SIGINT)
         # Ctrl-C cancels asyncio.run's task: the client deregisters on the way out.
-        assert server.registry.find("authentication-service", 1) is None
+        assert server.view.find("authentication-service", 1) is None
     finally:
         program.kill()
 
@@ -161,13 +161,13 @@ async def test_readme_discovery_example_finds_the_instance(server: App) -> None:
 
 async def test_readme_status_example_reports_busy(server: App) -> None:
     seen: list[bool] = []
-    server.registry.subscribe(lambda events: seen.extend(e.kind.value == "busy" for e in events))
+    server.changes.subscribe(lambda events: seen.extend(e.kind.value == "busy" for e in events))
     program = await Program.start(EXAMPLES / "readme_3_status.py")
     try:
         assert await program.finish() == 0, program.output
         assert "Cleanup completed" in program.output
         assert any(seen)  # the registry saw the instance turn busy
-        assert server.registry.find("authentication-service", 1) is None
+        assert server.view.find("authentication-service", 1) is None
     finally:
         program.kill()
 
@@ -192,15 +192,15 @@ async def test_readme_complete_service_registers_and_deregisters(
     path = local_copy("readme_5_service.py", tmp_path, {"5001": str(port)})
     program = await Program.start(path)
     try:
-        await eventually(lambda: server.registry.find("user-service", 1))
-        assert server.registry.get("user-service", 1).port == port
+        await eventually(lambda: server.view.find("user-service", 1))
+        assert server.view.get("user-service", 1).port == port
         async with httpx.AsyncClient() as http:
             user = await eventually(lambda: _get_json(http, f"http://127.0.0.1:{port}/users/7"))
         assert user == {"user_id": 7, "name": "John Doe"}
         # uvicorn shuts down gracefully, then re-raises SIGTERM to report how it ended.
         assert await program.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
         assert "Application shutdown complete" in program.output
-        assert server.registry.find("user-service", 1) is None
+        assert server.view.find("user-service", 1) is None
     finally:
         program.kill()
 
@@ -227,14 +227,14 @@ async def test_aiohttp_integration(server: App) -> None:
     await runner.setup()
     try:
         await web.TCPSite(runner, "127.0.0.1", port).start()
-        assert server.registry.get("orders", 1).port == port
+        assert server.view.get("orders", 1).port == port
         async with httpx.AsyncClient() as http:
             answer = await http.get(f"http://127.0.0.1:{port}/auth-target")
         assert answer.json() == {"auth": "127.0.0.1:5001"}
     finally:
         await runner.cleanup()
         await auth.close()
-    assert server.registry.find("orders", 1) is None
+    assert server.view.find("orders", 1) is None
 
 
 async def test_fastapi_lifespan_integration(server: App) -> None:
@@ -244,7 +244,7 @@ async def test_fastapi_lifespan_integration(server: App) -> None:
     app = module.app
     try:
         async with app.router.lifespan_context(app):
-            assert server.registry.get("user-service", 1).port == module.PORT
+            assert server.view.get("user-service", 1).port == module.PORT
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://svc") as http:
                 answer = await http.get("/auth-target")
@@ -255,4 +255,4 @@ async def test_fastapi_lifespan_integration(server: App) -> None:
                 await eventually(lambda: _status_is(http.get("/auth-target"), 503), timeout=2.0)
     finally:
         await auth.close()
-    assert server.registry.find("user-service", 1) is None
+    assert server.view.find("user-service", 1) is None

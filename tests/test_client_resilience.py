@@ -29,7 +29,7 @@ async def start_server(port: int = 0, store: str = "memory://") -> App:
 
 async def stop_server(app: App) -> None:
     await app.stop()
-    app.close()
+    await app.close()
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ async def test_reregisters_with_its_state_after_the_server_restarts_empty() -> N
         await stop_server(first)
         second = await start_server(port)  # same address, empty store
         try:
-            inst = await eventually(lambda: second.registry.find("auth", 1))
+            inst = await eventually(lambda: second.view.find("auth", 1))
             assert inst.busy is True and inst.port == 5001
         finally:
             await client.close()
@@ -89,15 +89,15 @@ async def test_fails_over_to_the_second_url_when_the_first_stops() -> None:
     try:
         async with make_client([first.http_url, second.http_url]) as client:
             assert await client.register_service(ServiceConfig("auth", 1, port=5001))
-            assert first.registry.find("auth", 1) is not None
-            assert second.registry.find("auth", 1) is None
+            assert first.view.find("auth", 1) is not None
+            assert second.view.find("auth", 1) is None
             await stop_server(first)
-            await eventually(lambda: second.registry.find("auth", 1))
+            await eventually(lambda: second.view.find("auth", 1))
             found = await eventually(lambda: client.discover_service("auth"))
             assert found["port"] == 5001
             assert await client.update_status(busy=True)
-            assert second.registry.get("auth", 1).busy is True
-        assert second.registry.find("auth", 1) is None  # close() deregistered there
+            assert second.view.get("auth", 1).busy is True
+        assert second.view.find("auth", 1) is None  # close() deregistered there
     finally:
         await stop_server(second)
 
@@ -110,7 +110,7 @@ async def test_comma_separated_env_means_failover(monkeypatch: pytest.MonkeyPatc
         async with DNSClient(heartbeat_interval=0.05) as client:
             assert client.urls == [dead, server.http_url]
             assert await client.register_service(ServiceConfig("auth", 1, port=5001))
-            assert server.registry.find("auth", 1) is not None
+            assert server.view.find("auth", 1) is not None
     finally:
         await stop_server(server)
 
@@ -157,7 +157,7 @@ async def test_status_set_during_an_outage_is_applied_on_reconnect(tmp_path: Pat
         assert await client.update_status(busy=True, status="maintenance") is False
         server = await start_server(port, store)  # same store: the instance is still known
         inst = await eventually(
-            lambda: (i := server.registry.find("auth", 1)) and i.status is Status.MAINTENANCE and i
+            lambda: (i := server.view.find("auth", 1)) and i.status is Status.MAINTENANCE and i
         )
         assert inst.busy is True
     finally:
@@ -175,7 +175,7 @@ async def test_outage_logged_once_and_recovery_once(caplog: pytest.LogCaptureFix
             await stop_server(server)
             await asyncio.sleep(0.5)  # many heartbeat attempts
             server = await start_server(port)
-            await eventually(lambda: server.registry.find("auth", 1))
+            await eventually(lambda: server.view.find("auth", 1))
         messages = [r.getMessage() for r in caplog.records]
         assert sum("registry unreachable (" in m for m in messages) == 1
         assert sum("reachable again" in m for m in messages) == 1
@@ -239,14 +239,14 @@ async def test_self_health_check_reports_busy_dead_and_back(server: App) -> None
         config = ServiceConfig("api", 1, port=service.port, health_path="/health")
         assert await client.register_service(config)
         service.body = {"status": "healthy", "busy": True}
-        await eventually(lambda: server.registry.get("api", 1).busy)
+        await eventually(lambda: server.view.get("api", 1).busy)
         service.status = 500
-        await eventually(lambda: server.registry.get("api", 1).status is Status.DEAD)
+        await eventually(lambda: server.view.get("api", 1).status is Status.DEAD)
         service.status, service.body = 200, {"busy": False}
         inst = await eventually(
-            lambda: (i := server.registry.get("api", 1)).status is Status.ACTIVE and i
+            lambda: (i := server.view.get("api", 1)).status is Status.ACTIVE and i
         )
-        await eventually(lambda: server.registry.get("api", 1).busy is False)
+        await eventually(lambda: server.view.get("api", 1).busy is False)
         assert inst.port == service.port
     finally:
         await client.close()

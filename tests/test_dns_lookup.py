@@ -13,10 +13,10 @@ from dns_helpers import (
     example_registry,
     running,
 )
+from ledger import Ledger
 
 from jarvis_dns.dns.lookup import EXIT_NO_REPLY, EXIT_OK, EXIT_USAGE, lookup_main
 from jarvis_dns.models import InstanceSpec
-from jarvis_dns.registry import Registry
 
 
 def _lookup(argv: list[str]) -> tuple[int, str]:
@@ -48,7 +48,7 @@ async def test_short_output_and_nxdomain() -> None:
 
 
 async def test_truncated_answers_are_repeated_over_tcp() -> None:
-    reg = Registry(clock=lambda: 0.0)
+    reg = Ledger(clock=lambda: 0.0)
     for i in range(100):
         reg.register(InstanceSpec("big", i, f"10.1.0.{i}", 80))
     async with running(reg) as server:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from jarvis_dns.discovery import tags_of
 from jarvis_dns.dns import names
 from jarvis_dns.dns.names import Kind, NameQuery
-from jarvis_dns.discovery import tags_of
 from jarvis_dns.dns.records import address_of, txt_strings
 from jarvis_dns.models import Instance, Status
 

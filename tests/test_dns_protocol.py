@@ -16,19 +16,20 @@ from dns_helpers import (
     ZONE,
     config,
     dns_path,  # noqa: F401  (autouse: both paths)
+    dns_server,
     example_registry,
     reduce,
 )
+from ledger import Ledger
 
 from jarvis_dns.dns.responder import Forward
 from jarvis_dns.dns.server import DnsServer
 from jarvis_dns.models import InstanceSpec, Status
-from jarvis_dns.registry import Registry
 
 
-def _server(reg: Registry | None = None, **overrides: object) -> DnsServer:
-    server = DnsServer(reg or example_registry(), config(**overrides))
-    server._registry.subscribe(server.responder.invalidate)  # start() does this
+def _server(reg: Ledger | None = None, **overrides: object) -> DnsServer:
+    server = dns_server(reg or example_registry(), config(**overrides))
+    server._events.subscribe(server.responder.invalidate)  # start() does this
     return server
 
 
@@ -38,8 +39,8 @@ def _ask(server: DnsServer, query: dns.message.Message, udp: bool = True) -> dns
     return dns.message.from_wire(reply)
 
 
-def _big_registry(n: int = 200) -> Registry:
-    reg = Registry(clock=lambda: 0.0)
+def _big_registry(n: int = 200) -> Ledger:
+    reg = Ledger(clock=lambda: 0.0)
     for i in range(n):
         reg.register(InstanceSpec("big", i, f"10.1.{i // 256}.{i % 256}", 9000 + i))
     return reg
@@ -159,7 +160,7 @@ def test_zone_transfers_and_other_classes_are_refused() -> None:
 
 
 def test_a_records_rotate_per_answer() -> None:
-    reg = Registry(clock=lambda: 0.0)
+    reg = Ledger(clock=lambda: 0.0)
     for i in range(3):
         reg.register(InstanceSpec("rr", i, f"10.2.0.{i}", 80))
     server = _server(reg)
@@ -170,14 +171,14 @@ def test_a_records_rotate_per_answer() -> None:
 
 
 def test_a_records_fall_back_to_busy_when_none_is_idle() -> None:
-    reg = Registry(clock=lambda: 0.0)
+    reg = Ledger(clock=lambda: 0.0)
     reg.register(InstanceSpec("b", 1, "10.3.0.1", 80, busy=True))
     reply = reduce(_ask(_server(reg), dns.message.make_query(f"b.{ZONE}", "A")))
     assert reply.answer == [f"b.{ZONE} 5 A 10.3.0.1"]
 
 
 def test_every_change_shows_in_the_next_answer() -> None:
-    reg = Registry(clock=lambda: 0.0)
+    reg = Ledger(clock=lambda: 0.0)
     server = _server(reg)
     srv = dns.message.make_query(f"_f._tcp.{ZONE}", "SRV")
 
@@ -198,8 +199,8 @@ def test_every_change_shows_in_the_next_answer() -> None:
 
 
 def test_soa_serial_follows_the_change_index() -> None:
-    reg = Registry(clock=lambda: 0.0)
-    reg.index = 2**32 + 7
+    reg = Ledger(clock=lambda: 0.0)
+    reg.view.index = 2**32 + 7
     reply = _ask(_server(reg), dns.message.make_query(ZONE, "SOA"))
     assert reply.answer[0][0].serial == 7
 

@@ -22,14 +22,14 @@ from dns_helpers import (
     reduce,
     running,
 )
+from ledger import Ledger
 
 from jarvis_dns.errors import ConfigError
 from jarvis_dns.models import InstanceSpec
-from jarvis_dns.registry import Registry
 
 
-def _big_registry(n: int = 200) -> Registry:
-    reg = Registry(clock=lambda: 0.0)
+def _big_registry(n: int = 200) -> Ledger:
+    reg = Ledger(clock=lambda: 0.0)
     for i in range(n):
         reg.register(InstanceSpec("big", i, f"10.1.{i // 256}.{i % 256}", 9000 + i))
     return reg

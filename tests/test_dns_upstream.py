@@ -14,19 +14,20 @@ from dns_helpers import (
     ask,
     config,
     dns_path,  # noqa: F401  (autouse: both paths)
+    dns_server,
     dnsmasq,
     running,
 )
+from ledger import Ledger
 
 from jarvis_dns.dns.server import DnsServer
 from jarvis_dns.models import InstanceSpec
-from jarvis_dns.registry import Registry
 
 UPSTREAM_ZONE = "upstream.test."
 
 
-def _upstream_registry() -> Registry:
-    reg = Registry(clock=lambda: 0.0)
+def _upstream_registry() -> Ledger:
+    reg = Ledger(clock=lambda: 0.0)
     reg.register(InstanceSpec("svc", 1, "192.0.2.1", 80))
     for i in range(200):
         reg.register(InstanceSpec("big", i, f"10.9.{i // 256}.{i % 256}", 9000))
@@ -50,8 +51,8 @@ def _silent_udp() -> Iterator[str]:
 
 
 def _forwarder(*upstreams: str, timeout: float = 2.0) -> DnsServer:
-    return DnsServer(
-        Registry(clock=lambda: 0.0), config(upstreams=list(upstreams), upstream_timeout_s=timeout)
+    return dns_server(
+        Ledger(clock=lambda: 0.0), config(upstreams=list(upstreams), upstream_timeout_s=timeout)
     )
 
 

@@ -15,13 +15,13 @@ import dns.flags
 import dns.message
 import dns.rcode
 import pytest
-from dns_helpers import ZONE, config, example_registry, reduce
+from dns_helpers import ZONE, config, dns_server, example_registry, reduce
+from ledger import Ledger
 
 from jarvis_dns.dns import wire
 from jarvis_dns.dns.server import DnsServer
 from jarvis_dns.dns.wire import FastPath
 from jarvis_dns.models import InstanceSpec, Status
-from jarvis_dns.registry import Registry
 
 Z = ZONE
 QUESTIONS = [
@@ -55,7 +55,7 @@ EDNS = [
 ]
 
 
-def registry() -> Registry:
+def registry() -> Ledger:
     reg = example_registry()
     for i in range(3):
         reg.register(InstanceSpec("rr", i, f"10.2.0.{i}", 80))
@@ -66,11 +66,11 @@ def registry() -> Registry:
     return reg
 
 
-def pair(reg: Registry, **overrides: object) -> tuple[DnsServer, DnsServer]:
+def pair(reg: Ledger, **overrides: object) -> tuple[DnsServer, DnsServer]:
     """(fast, dnslib) servers on one registry, subscribed as start() would."""
     servers = (
-        DnsServer(reg, config(dns_fast_path=True, **overrides)),
-        DnsServer(reg, config(dns_fast_path=False, **overrides)),
+        dns_server(reg, config(dns_fast_path=True, **overrides)),
+        dns_server(reg, config(dns_fast_path=False, **overrides)),
     )
     for server in servers:
         reg.subscribe(server.responder.invalidate)
@@ -280,7 +280,7 @@ def test_unusual_queries_go_the_dnslib_way(case: str) -> None:
 
 
 def test_forwarded_names_go_the_dnslib_way_every_time() -> None:
-    fast, _ = pair(Registry(clock=lambda: 0.0), upstreams=["127.0.0.1:1"])
+    fast, _ = pair(Ledger(clock=lambda: 0.0), upstreams=["127.0.0.1:1"])
     data = query("example.com.", "A")
     for _ in range(2):
         assert fast.responder.fast_udp.answer(data) is None

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 import aiohttp
 import pytest
 from aiohttp import web
+from conftest import new_changes
 
+from jarvis_dns.changes import Changes
 from jarvis_dns.config import Config
 from jarvis_dns.health import CheckResult, HealthMonitor, HttpCheck, Target, TcpCheck
 from jarvis_dns.health.limiter import Limiter
 from jarvis_dns.health.outcome import MAX_OUTPUT_BYTES
 from jarvis_dns.models import Check, InstanceSpec, Status
-from jarvis_dns.registry import Registry
 
 
 class NoStagger(random.Random):
@@ -34,7 +35,7 @@ class Recorder:
 
     results: list[tuple[Target, CheckResult]] = field(default_factory=list)
 
-    def update(self, target: Target, result: CheckResult) -> None:
+    async def update(self, target: Target, result: CheckResult) -> None:
         self.results.append((target, result))
 
 
@@ -96,6 +97,13 @@ async def fleet() -> AsyncIterator[Fleet]:
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as s:
         yield s
+
+
+async def loaded_changes() -> Changes:
+    """The one writer over memory://, on the wall clock (the checks run for real)."""
+    changes = new_changes(time.time)
+    await changes.load()
+    return changes
 
 
 def closed_port() -> int:
@@ -228,18 +236,18 @@ async def test_checks_in_flight_are_bounded(fleet: Fleet, session: aiohttp.Clien
 
 
 async def test_monitor_probes_and_marks_dead_then_active(fleet: Fleet) -> None:
-    registry = Registry(time.time)
-    monitor = HealthMonitor(registry, Config(store="memory://"), rng=NoStagger())
+    changes = await loaded_changes()
+    monitor = HealthMonitor(changes, Config(store="memory://"), rng=NoStagger())
     await monitor.start()
     try:
         check = Check(path="/health", interval_s=1, timeout_s=1, failures_before_dead=1)
         fleet.mode = "500"
-        registry.register(InstanceSpec("web", 1, "127.0.0.1", fleet.port, check=check))
-        await _until(lambda: registry.get("web", 1).status is Status.DEAD)
-        assert registry.get("web", 1).check_output == "HTTP 500: database down"
+        await changes.register(InstanceSpec("web", 1, "127.0.0.1", fleet.port, check=check))
+        await _until(lambda: changes.view.get("web", 1).status is Status.DEAD)
+        assert changes.view.get("web", 1).check_output == "HTTP 500: database down"
         fleet.mode = "busy"
-        await _until(lambda: registry.get("web", 1).status is Status.ACTIVE, timeout=2.5)
-        assert registry.get("web", 1).busy is True
+        await _until(lambda: changes.view.get("web", 1).status is Status.ACTIVE, timeout=2.5)
+        assert changes.view.get("web", 1).busy is True
         status = monitor.status()
         assert status["checks_scheduled"] == 1 and status["running"] is True
         assert isinstance(status["checks_total"], int) and status["checks_total"] >= 2
@@ -249,11 +257,11 @@ async def test_monitor_probes_and_marks_dead_then_active(fleet: Fleet) -> None:
 
 
 async def test_monitor_does_not_probe_instances_without_a_check(fleet: Fleet) -> None:
-    registry = Registry(time.time)
-    monitor = HealthMonitor(registry, Config(store="memory://"), rng=NoStagger())
+    changes = await loaded_changes()
+    monitor = HealthMonitor(changes, Config(store="memory://"), rng=NoStagger())
     await monitor.start()
     try:
-        registry.register(InstanceSpec("web", 1, "127.0.0.1", fleet.port))
+        await changes.register(InstanceSpec("web", 1, "127.0.0.1", fleet.port))
         await asyncio.sleep(0.1)
         assert monitor.status()["checks_scheduled"] == 0
     finally:
@@ -261,12 +269,12 @@ async def test_monitor_does_not_probe_instances_without_a_check(fleet: Fleet) ->
 
 
 async def test_no_active_checks_flag(fleet: Fleet) -> None:
-    registry = Registry(time.time)
+    changes = await loaded_changes()
     config = Config(store="memory://", active_checks=False)
-    monitor = HealthMonitor(registry, config, rng=NoStagger())
+    monitor = HealthMonitor(changes, config, rng=NoStagger())
     await monitor.start()
     try:
-        registry.register(InstanceSpec("web", 1, "127.0.0.1", fleet.port, check=Check()))
+        await changes.register(InstanceSpec("web", 1, "127.0.0.1", fleet.port, check=Check()))
         await asyncio.sleep(0.1)
         assert monitor.status()["checks_scheduled"] == 0
     finally:
@@ -274,17 +282,17 @@ async def test_no_active_checks_flag(fleet: Fleet) -> None:
 
 
 async def test_maintenance_stops_the_check(fleet: Fleet) -> None:
-    registry = Registry(time.time)
-    monitor = HealthMonitor(registry, Config(store="memory://"), rng=NoStagger())
+    changes = await loaded_changes()
+    monitor = HealthMonitor(changes, Config(store="memory://"), rng=NoStagger())
     await monitor.start()
     try:
-        registry.register(InstanceSpec("web", 1, "127.0.0.1", fleet.port, check=Check()))
+        await changes.register(InstanceSpec("web", 1, "127.0.0.1", fleet.port, check=Check()))
         assert monitor.status()["checks_scheduled"] == 1
-        registry.set_status("web", 1, status=Status.MAINTENANCE)
+        await changes.set_status("web", 1, status=Status.MAINTENANCE)
         assert monitor.status()["checks_scheduled"] == 0
-        registry.set_status("web", 1, status=Status.ACTIVE)
+        await changes.set_status("web", 1, status=Status.ACTIVE)
         assert monitor.status()["checks_scheduled"] == 1
-        registry.deregister("web", 1)
+        await changes.deregister("web", 1)
         assert monitor.status()["checks_scheduled"] == 0
     finally:
         await monitor.stop()

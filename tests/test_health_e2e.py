@@ -107,7 +107,7 @@ async def app(tmp_path: Path) -> AsyncIterator[App]:
     await app.start()
     yield app
     await app.stop()
-    app.close()
+    await app.close()
 
 
 @pytest.fixture
@@ -173,10 +173,10 @@ async def test_stopped_heartbeats_leave_srv_within_4s(app: App, spawn: Any) -> N
         return await srv(app) == []
 
     assert await until(gone, timeout=6) < 4.0
-    assert app.registry.get(SVC, 1).status is Status.DEAD
+    assert app.view.get(SVC, 1).status is Status.DEAD
     if DIG:
         assert await dig_srv(app) == ""
-    events = [e for e in app.registry.events_since(0) if e.kind is EventKind.TTL_EXPIRED]
+    events = [e for e in app.changes.events.since(0) if e.kind is EventKind.TTL_EXPIRED]
     assert [e.reason for e in events] == ["ttl expired"]
 
 
@@ -187,7 +187,7 @@ async def test_health_500_is_dead_after_3_failures(app: App, spawn: Any) -> None
     await inst.control(mode="500")
 
     async def dead() -> bool:
-        return app.registry.get(SVC, 2).status is Status.DEAD
+        return app.view.get(SVC, 2).status is Status.DEAD
 
     await until(dead, timeout=6, step=0.02)
     state = await inst.control()
@@ -195,7 +195,7 @@ async def test_health_500_is_dead_after_3_failures(app: App, spawn: Any) -> None
     assert await srv(app) == []
     if DIG:
         assert await dig_srv(app) == ""
-    event = app.registry.events_since(0)[-1]
+    event = app.changes.events.since(0)[-1]
     assert event.kind is EventKind.CHECK_FAILED
     assert event.reason == "HTTP 500: database unreachable"
     # Its heartbeats go on, but a failing check keeps it out of answers.
@@ -225,7 +225,7 @@ async def test_busy_health_moves_srv_to_priority_10(app: App, spawn: Any) -> Non
         return await srv(app) == [(10, inst.port)]
 
     await until(busy, timeout=4)
-    assert app.registry.get(SVC, 3).metrics == {"queue": 42}
+    assert app.view.get(SVC, 3).metrics == {"queue": 42}
     if DIG:
         assert (await dig_srv(app)).startswith("10 ")
     await inst.control(mode="ok")

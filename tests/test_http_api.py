@@ -8,7 +8,8 @@ import time
 
 from conftest import ApiServer
 
-from jarvis_dns.models import Status
+from jarvis_dns.models import EventKind, Status
+from jarvis_dns.registry import Observe
 
 AUTH = {
     "service_type": "auth",
@@ -30,6 +31,7 @@ async def test_register_is_201_then_200(api: ApiServer) -> None:
     r = await api.client.post("/v1/instances", json=AUTH)
     assert r.status_code == 201
     assert r.json()["status"] == "active" and r.headers["X-Jarvis-Index"] == "1"
+    assert r.json()["check_failing"] is False
     r = await api.client.post("/v1/instances", json={**AUTH, "port": 5002})
     assert r.status_code == 200 and r.json()["port"] == 5002
 
@@ -64,9 +66,17 @@ async def test_service_filters(api: ApiServer) -> None:
     assert ids(await api.client.get("/v1/services/auth?busy=false")) == [1, 3]
     req = json.dumps({"version": {"$in": ["2.0"]}})
     assert ids(await api.client.get("/v1/services/auth", params={"requirements": req})) == [3]
-    api.registry.set_status("auth", 1, Status.DEAD)
+    await api.changes.set_status("auth", 1, Status.DEAD)
     assert ids(await api.client.get("/v1/services/auth?status=dead")) == [1]
     assert ids(await api.client.get("/v1/services/unknown")) == []
+
+
+async def test_service_lists_in_the_one_discovery_order(api: ApiServer) -> None:
+    """Numeric ids numerically, then string ids: not the order they registered in."""
+    for iid in ("b", 10, 2, "a", 1):
+        await register(api, instance_id=iid)
+    r = await api.client.get("/v1/services/auth")
+    assert [i["instance_id"] for i in r.json()["instances"]] == [1, 2, 10, "a", "b"]
 
 
 async def test_get_and_delete_instance(api: ApiServer) -> None:
@@ -90,7 +100,39 @@ async def test_heartbeat_and_status(api: ApiServer) -> None:
     assert r.status_code == 404
     r = await api.client.put(path + "/status", json={"status": "maintenance", "busy": False})
     assert r.json()["status"] == "maintenance" and r.json()["busy"] is False
-    assert api.registry.get("auth", 1).metrics == {"load": 4}
+    assert api.view.get("auth", 1).metrics == {"load": 4}
+
+
+async def test_one_change_index_per_batch(api: ApiServer) -> None:
+    """A beat that revives a dead instance and flips it busy is one batch: both events
+    and the instance's modify_index carry the one index it was committed at."""
+    await register(api)
+    await api.changes.set_status("auth", 1, Status.DEAD)
+    before = api.view.index
+    r = await api.client.put("/v1/services/auth/instances/1/heartbeat", json={"busy": True})
+    assert (r.json()["status"], r.json()["busy"]) == ("active", True)
+    assert int(r.headers["X-Jarvis-Index"]) == before + 1 == api.view.index
+    events = (await api.client.get(f"/v1/events?since={before}")).json()["events"]
+    assert [(e["kind"], e["index"]) for e in events] == [
+        ("heartbeat resumed", before + 1),
+        ("busy", before + 1),
+    ]
+    got = (await api.client.get("/v1/services/auth/instances/1")).json()
+    assert got["modify_index"] == before + 1
+
+
+async def test_a_failing_check_shows_and_keeps_a_beat_from_reviving(api: ApiServer) -> None:
+    await register(api)
+    failed = Observe(
+        "auth", 1, EventKind.CHECK_FAILED, Status.DEAD, "check failed", "refused", failing=True
+    )
+    await api.changes.run(failed)
+    path = "/v1/services/auth/instances/1"
+    assert (await api.client.get(path)).json()["check_failing"] is True
+    r = await api.client.put(path + "/heartbeat")
+    assert r.status_code == 200 and r.json()["status"] == "dead"
+    got = (await api.client.get(path)).json()
+    assert (got["status"], got["check_failing"]) == ("dead", True)
 
 
 async def test_discover_with_requirements(api: ApiServer) -> None:
@@ -101,7 +143,7 @@ async def test_discover_with_requirements(api: ApiServer) -> None:
     for _ in range(4):
         r = await api.client.post("/v1/discover", json=want)
         assert r.status_code == 200 and r.json()["instance_id"] == 3
-    api.registry.set_status("auth", 3, busy=True)
+    await api.changes.set_status("auth", 3, busy=True)
     r = await api.client.post("/v1/discover", json=want)
     assert r.status_code == 404 and r.json()["error"]["field"] == "service_type"
 

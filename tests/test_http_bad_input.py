@@ -181,12 +181,12 @@ async def test_bad_request(
     api: ApiServer, method: str, path: str, kwargs: dict[str, Any], status: int, field: str | None
 ) -> None:
     await api.client.post("/v1/instances", json=GOOD)
-    before = (api.registry.index, api.registry.get("auth", 1).to_dict(), api.registry.count())
+    before = (api.view.index, api.view.get("auth", 1).to_dict(), api.view.count())
     r = await api.client.request(method, path, **kwargs)
     assert r.status_code == status, r.text
     error = r.json()["error"]
     assert error["field"] == field and error["message"] and error["code"]
-    after = (api.registry.index, api.registry.get("auth", 1).to_dict(), api.registry.count())
+    after = (api.view.index, api.view.get("auth", 1).to_dict(), api.view.count())
     assert after == before
 
 

@@ -54,14 +54,14 @@ async def test_heartbeat_body_registers_unknown_and_sets_busy(api: ApiServer) ->
     }
     r = await api.client.post("/heartbeat", json=beat)
     assert r.status_code == 200
-    inst = api.registry.get("user-service", 2)
+    inst = api.view.get("user-service", 2)
     assert inst.busy and inst.metrics == {"cpu_usage": 12.5} and inst.port == 5002
 
 
 async def test_heartbeat_path(api: ApiServer) -> None:
     await api.client.post("/register", json=OLD_REGISTER)
     r = await api.client.post("/heartbeat/authentication-service/1", json={"busy": True})
-    assert r.status_code == 200 and api.registry.get("authentication-service", 1).busy
+    assert r.status_code == 200 and api.view.get("authentication-service", 1).busy
     r = await api.client.post("/heartbeat/authentication-service/7")
     assert r.status_code == 404
 
@@ -70,9 +70,9 @@ async def test_status_dead_busy_and_back(api: ApiServer) -> None:
     await api.client.post("/register", json=OLD_REGISTER)
     svc = "authentication-service"
     r = await api.client.post("/status", json={"server": svc, "instance_id": 1, "status": "busy"})
-    assert r.status_code == 200 and api.registry.get(svc, 1).busy
+    assert r.status_code == 200 and api.view.get(svc, 1).busy
     r = await api.client.post("/status", json={"server": svc, "instance_id": 1, "status": "dead"})
-    assert r.status_code == 200 and api.registry.get(svc, 1).status is Status.DEAD
+    assert r.status_code == 200 and api.view.get(svc, 1).status is Status.DEAD
     r = await api.client.post("/discover", json={"service_type": svc, "requirements": {}})
     assert r.status_code == 404
     body = {"server": svc, "instance_id": 1, "status": "active", "busy": False}
@@ -90,6 +90,6 @@ async def test_service_url(api: ApiServer) -> None:
         "instance_id": 1,
         "metadata": OLD_REGISTER["metadata"],
     }
-    api.registry.set_status("authentication-service", 1, busy=True)
+    await api.changes.set_status("authentication-service", 1, busy=True)
     r = await api.client.get("/service/authentication-service")
     assert r.status_code == 404

@@ -7,9 +7,11 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from ledger import Ledger
 
 from jarvis_dns.errors import ValidationError
-from jarvis_dns.matching import Selector, check_strategy, compile_requirements, load_of
+from jarvis_dns.matching import Selector, check_strategy, compile_requirements, load_of, tag_set
+from jarvis_dns.models import InstanceSpec
 
 INSTANCE: dict[str, Any] = {
     "service_type": "auth",
@@ -73,6 +75,97 @@ CASES: list[tuple[dict[str, Any], bool]] = [
 @pytest.mark.parametrize(("requirements", "expected"), CASES)
 def test_requirement(requirements: dict[str, Any], expected: bool) -> None:
     assert compile_requirements(requirements)(INSTANCE) is expected
+
+
+# The tag rule: requirements on tags/capabilities whose items are all strings compare
+# case-insensitively against lists of strings or objects whose true values name tags,
+# exactly what DNS answers for _<tag>._sub. Anything else takes the generic rule.
+TAGGED: dict[str, Any] = {
+    "service_type": "auth",
+    "instance_id": 1,
+    "busy": False,
+    "status": "active",
+    "metadata": {
+        "tags": ["OAuth", "JWT", 3],
+        "capabilities": {"GPU": True, "saml": False, "ldap": None},
+    },
+}
+
+TAG_CASES: list[tuple[dict[str, Any], bool]] = [
+    ({"tags": "oauth"}, True),
+    ({"tags": "OAUTH"}, True),
+    ({"tags": "OAuth"}, True),
+    ({"tags": ["oauth", "jwt"]}, True),
+    ({"tags": ["Oauth", "JwT"]}, True),
+    ({"tags": ["oauth", "saml"]}, False),
+    ({"tags": "kerberos"}, False),
+    ({"tags": "3"}, False),  # a non-string item on the instance names no tag
+    ({"capabilities": "gpu"}, True),  # an object: its true values name tags
+    ({"capabilities": "GPU"}, True),
+    ({"capabilities": ["gpu", "oauth"]}, True),  # one tag set, as DNS reads it
+    ({"capabilities": "saml"}, False),  # false names no tag
+    ({"capabilities": "ldap"}, False),  # nor does null
+    ({"capabilities": ["gpu", "saml"]}, False),
+    # Non-string items: the generic rule (exact, case-sensitive list membership).
+    ({"tags": 3}, True),
+    ({"tags": [3]}, True),
+    ({"tags": ["OAuth", 3]}, True),
+    ({"tags": ["oauth", 3]}, False),
+    ({"tags": 4}, False),
+    ({"tags": {"$contains": "OAuth"}}, True),
+    ({"tags": {"$contains": "oauth"}}, False),
+    ({"capabilities": {"$exists": True}}, True),
+    ({"tags": "oauth", "busy": True}, False),
+]
+
+
+@pytest.mark.parametrize(("requirements", "expected"), TAG_CASES)
+def test_tag_rule(requirements: dict[str, Any], expected: bool) -> None:
+    assert compile_requirements(requirements)(TAGGED) is expected
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [{}, {"tags": "oauth"}, {"tags": None}, {"capabilities": 7}, {"tags": [None, 1.5]}],
+)
+def test_tag_rule_without_a_tag_list_matches_nothing(metadata: dict[str, Any]) -> None:
+    candidate = {**TAGGED, "metadata": metadata}
+    assert compile_requirements({"tags": "oauth"})(candidate) is False
+    assert compile_requirements({"capabilities": ["oauth"]})(candidate) is False
+
+
+def test_tag_rule_on_a_candidate_without_metadata() -> None:
+    candidate = {k: v for k, v in TAGGED.items() if k != "metadata"}
+    assert compile_requirements({"tags": "oauth"})(candidate) is False
+    assert compile_requirements({"tags": "oauth"})({**candidate, "metadata": ["oauth"]}) is False
+
+
+def test_tag_set_reads_both_keys_lower_cased() -> None:
+    assert tag_set(TAGGED["metadata"]) == {"oauth", "jwt", "gpu"}
+
+
+def test_http_requirements_find_exactly_what_dns_answers_for_a_tag() -> None:
+    """Discovery.tagged (DNS _<tag>._sub) and a tag requirement (HTTP) agree, over
+    Instances as the server holds them."""
+    ledger = Ledger()
+    fleet: list[dict[str, Any]] = [
+        {"tags": ["OAuth"]},
+        {"tags": ["oauth", "jwt"]},
+        {"capabilities": {"OAuth": True, "JWT": False}},
+        {"capabilities": ["JWT"], "tags": {"gpu": True}},
+        {"tags": "oauth"},
+        {"tags": [1, "Gpu"]},
+        {},
+    ]
+    for i, metadata in enumerate(fleet):
+        ledger.register(InstanceSpec("auth", i, "127.0.0.1", 8000 + i, metadata=metadata))
+    discovery = ledger.discovery
+    for tag in ("oauth", "OAuth", "jwt", "gpu", "saml"):
+        dns = discovery.tagged("auth", tag)
+        assert dns == discovery.matching("auth", compile_requirements({"tags": tag}))
+        assert dns == discovery.matching("auth", compile_requirements({"capabilities": [tag]}))
+    ids = {t: [i.instance_id for i in discovery.tagged("auth", t)] for t in ("oauth", "jwt", "gpu")}
+    assert ids == {"oauth": [0, 1, 2], "jwt": [1, 3], "gpu": [3, 5]}
 
 
 @pytest.mark.parametrize(

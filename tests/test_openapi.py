@@ -5,20 +5,21 @@ from __future__ import annotations
 import json
 import re
 
-from conftest import ApiServer
+from conftest import ApiServer, new_changes
 
 from jarvis_dns.config import Config
+from jarvis_dns.discovery import Discovery
 from jarvis_dns.http.blocking import IndexWaiter
 from jarvis_dns.http.common import Context, Hooks
 from jarvis_dns.http.routes import make_web_app
-from jarvis_dns.registry import Registry
 
 METHODS = {"get", "post", "put", "delete", "patch"}
 
 
 def _server_routes() -> set[tuple[str, str]]:
-    registry = Registry(lambda: 0.0)
-    app = make_web_app(Context(registry, Config(), IndexWaiter(registry), Hooks()))
+    changes = new_changes(lambda: 0.0)
+    ctx = Context(changes, Discovery(changes.view), Config(), IndexWaiter(changes), Hooks())
+    app = make_web_app(ctx)
     found = set()
     for route in app.router.routes():
         if route.method in ("HEAD", "*"):
@@ -54,3 +55,12 @@ def test_spec_is_valid_json_with_refs_resolving() -> None:
     spec = json.loads(text)
     for ref in re.findall(r'"\$ref": "#/components/schemas/(\w+)"', text):
         assert ref in spec["components"]["schemas"]
+
+
+async def test_instance_schema_names_every_key_an_instance_has(api: ApiServer) -> None:
+    spec = (await api.client.get("/v1/openapi.json")).json()
+    body = {"service_type": "auth", "instance_id": 1, "port": 80}
+    inst = (await api.client.post("/v1/instances", json=body)).json()
+    schema = spec["components"]["schemas"]["Instance"]["properties"]
+    assert set(schema) == set(inst)
+    assert schema["check_failing"]["type"] == "boolean" and inst["check_failing"] is False

@@ -8,37 +8,36 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
-from conftest import FakeClock
+from conftest import FakeClock, new_changes
 
 from jarvis_dns.health.checks import _read_capped
 from jarvis_dns.health.outcome import interpret_http
 from jarvis_dns.http.blocking import IndexWaiter
 from jarvis_dns.matching import Selector, load_of
 from jarvis_dns.models import InstanceSpec
-from jarvis_dns.registry import Registry
 from jarvis_dns.store.sqlite import SqliteStore
 
 
-def test_a_late_liveness_flush_never_overwrites_a_newer_full_write(
+async def test_a_late_liveness_flush_never_overwrites_a_newer_full_write(
     tmp_path: Path, clock: FakeClock
 ) -> None:
     store = SqliteStore(tmp_path / "r.db")
-    reg = Registry(clock, journal=store)
-    reg.register(InstanceSpec("svc", 0, "127.0.0.1", 80))
-    reg.heartbeat("svc", 0, metrics={"v": "old"})
-    taken = reg.drain_dirty()  # the flusher took these before the change below
-    reg.heartbeat("svc", 0, busy=True, metrics={"v": "new"})  # a full write
-    store.write_liveness(taken)  # ...and its thread writes them only now
-    store.close()
+    changes = new_changes(clock, store)
+    await changes.load()
+    await changes.register(InstanceSpec("svc", 0, "127.0.0.1", 80))
+    await changes.heartbeat("svc", 0, metrics={"v": "old"})
+    taken = changes.liveness.drain()  # the flusher took these before the change below
+    await changes.heartbeat("svc", 0, busy=True, metrics={"v": "new"})  # a full write
+    await store.write_liveness(taken)  # ...and its thread writes them only now
+    await store.close()
     again = SqliteStore(tmp_path / "r.db")
-    (inst,) = again.load().instances
-    again.close()
+    (inst,) = (await again.load()).instances
+    await again.close()
     assert inst.metrics == {"v": "new"} and inst.busy
 
 
 async def test_timed_out_blocking_queries_leave_nothing_behind(clock: FakeClock) -> None:
-    reg = Registry(clock)
-    waiter = IndexWaiter(reg)
+    waiter = IndexWaiter(new_changes(clock))
     await asyncio.gather(*(waiter.wait(f"svc-{i}", lambda: 0, 0, 0.01) for i in range(50)))
     assert waiter.pending() == 0
 
@@ -93,12 +92,15 @@ async def test_blocking_queries_get_503_at_shutdown_not_a_long_wait(clock: FakeC
     import httpx
 
     from jarvis_dns.config import Config
+    from jarvis_dns.discovery import Discovery
     from jarvis_dns.http.common import Context, Hooks
     from jarvis_dns.http.routes import make_web_app
 
-    reg = Registry(clock)
-    waiter = IndexWaiter(reg)
-    runner = web.AppRunner(make_web_app(Context(reg, Config(), waiter, Hooks())))
+    changes = new_changes(clock)
+    await changes.load()
+    waiter = IndexWaiter(changes)
+    ctx = Context(changes, Discovery(changes.view), Config(), waiter, Hooks())
+    runner = web.AppRunner(make_web_app(ctx))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1/services/auth?index=0&wait=30s"

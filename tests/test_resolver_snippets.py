@@ -37,9 +37,9 @@ from dns_helpers import (
     example_registry,
     running,
 )
+from ledger import Ledger
 
 from jarvis_dns.models import InstanceSpec, Status
-from jarvis_dns.registry import Registry
 
 DOC = Path(__file__).resolve().parent.parent / "README.md"
 DOC_DNS = "127.0.0.1:9053"
@@ -185,7 +185,7 @@ async def _nginx(tmp: Path, conf: str, listen: int) -> AsyncIterator[str]:
 
 @pytest.mark.skipif(not Path(NGINX).exists(), reason="nginx is not installed")
 async def test_the_nginx_snippet_follows_the_registry(tmp_path: Path) -> None:
-    registry = Registry(clock=FakeClock())
+    registry = Ledger(clock=FakeClock())
     async with contextlib.AsyncExitStack() as stack:
         # Two backends on one port, on two loopback addresses: which one answers shows
         # which A record nginx used.
