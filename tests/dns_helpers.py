@@ -17,7 +17,6 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 from conftest import free_port
-
 from ledger import Ledger
 
 from jarvis_dns.config import Config
