@@ -1,84 +1,231 @@
-"""One contract, every backend: what is written comes back after a restart."""
+"""One contract, every backend: what is committed comes back after a restart.
+
+The same suite runs over memory:// and sqlite:///; SQLite adds group commit (many
+batches, one transaction), liveness-class batches that answer before their fsync, the
+schema migration of a file written by the previous release, and a failing job that
+fails alone.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+import shutil
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from conftest import FakeClock
+from conftest import FakeClock, new_changes
 
+from jarvis_dns.changes import Changes
+from jarvis_dns.errors import ConfigError, StoreError
 from jarvis_dns.models import Check, EventKind, InstanceSpec, Status
-from jarvis_dns.registry import Registry
+from jarvis_dns.registry import EventLog
 from jarvis_dns.store.base import Store
 from jarvis_dns.store.memory import MemoryStore
+from jarvis_dns.store.schema import SCHEMA_VERSION, version_of
 from jarvis_dns.store.sqlite import SqliteStore
 
-Reopen = Callable[[], Store]
+Reopen = Callable[[], Awaitable[Changes]]
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(params=["memory", "sqlite"])
-def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Reopen]:
-    """A factory that 'restarts' the store: same data, new object where it matters."""
-    opened: list[Store] = []
+async def reopen(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[Reopen]:
+    """A factory that 'restarts': closes the last store, opens it again, loads a view."""
     memory = MemoryStore(event_log_size=50)
+    opened: list[Store] = []
 
-    def make() -> Store:
+    async def make() -> Changes:
+        if opened:
+            await opened[-1].close()
         store: Store = memory if request.param == "memory" else SqliteStore(tmp_path / "r.db", 50)
         opened.append(store)
-        return store
+        changes = Changes(store, clock, events=EventLog(50))
+        await changes.load()
+        return changes
 
     yield make
-    for store in opened:
-        store.close()
+    await opened[-1].close()
 
 
-def _registry(store: Store, clock: FakeClock) -> Registry:
-    reg = Registry(clock, journal=store, event_log_size=50)
-    reg.restore(store.load())
-    return reg
+def spec(svc: str, iid: int | str, **kw: object) -> InstanceSpec:
+    return InstanceSpec(svc, iid, "127.0.0.1", 1000 + len(str(iid)), **kw)  # type: ignore[arg-type]
 
 
-def test_everything_survives_a_restart(reopen: Reopen, clock: FakeClock) -> None:
-    store = reopen()
-    reg = _registry(store, clock)
+async def test_everything_survives_a_restart(reopen: Reopen) -> None:
+    changes = await reopen()
     check = Check(type="tcp", interval_s=5)
-    reg.register(InstanceSpec("auth", 1, "10.0.0.1", 5001, {"v": "1", "tags": ["a"]}, check=check))
-    reg.register(InstanceSpec("auth", "blue", "::1", 5002, weight=7, ttl_s=12))
-    reg.register(InstanceSpec("db", 3, "db.local", 5432))
-    reg.set_status("auth", "blue", Status.MAINTENANCE)
-    reg.heartbeat("auth", 1, metrics={"load": 9})
-    reg.deregister("db", 3)
-    store.write_liveness(reg.drain_dirty())
-    store.close()
+    meta = {"v": "1", "tags": ["a"]}
+    await changes.register(InstanceSpec("auth", 1, "10.0.0.1", 5001, meta, check=check))
+    await changes.register(InstanceSpec("auth", "blue", "::1", 5002, weight=7, ttl_s=12))
+    await changes.register(InstanceSpec("db", 3, "db.local", 5432))
+    await changes.set_status("auth", "blue", Status.MAINTENANCE)
+    await changes.heartbeat("auth", 1, metrics={"load": 9})
+    await changes.deregister("db", 3)
+    assert await changes.flush_liveness()
 
-    again = _registry(reopen(), clock)
-    assert again.index == reg.index == 5
-    one = again.get("auth", 1)
-    assert one.metadata == {"v": "1", "tags": ["a"]} and one.check == check
+    again = await reopen()
+    view = again.view
+    assert view.index == changes.view.index == 5
+    one = view.get("auth", 1)
+    assert one.metadata == meta and one.check == check
     assert one.metrics == {"load": 9}
-    blue = again.get("auth", "blue")
+    blue = view.get("auth", "blue")
     assert (blue.status, blue.weight, blue.ttl_s, blue.host) == (Status.MAINTENANCE, 7, 12, "::1")
-    assert again.find("db", 3) is None
-    assert again.service_index("db") == 5
-    assert [e.kind for e in again.events_since(0)] == [e.kind for e in reg.events_since(0)]
-    inst, _ = again.register(InstanceSpec("db", 4, "127.0.0.1", 1))
+    assert view.find("db", 3) is None
+    assert view.service_index("db") == 5
+    assert again.events.since(0) == changes.events.since(0)
+    inst, _ = await again.register(spec("db", 4))
     assert inst.create_index == 6  # the index keeps growing, never reused
 
 
-def test_event_log_stays_bounded_on_disk(reopen: Reopen, clock: FakeClock) -> None:
-    store = reopen()
-    reg = _registry(store, clock)
+async def test_busy_flips_and_check_state_survive(reopen: Reopen) -> None:
+    changes = await reopen()
+    await changes.register(spec("auth", 1))
+    await changes.heartbeat("auth", 1, busy=True)  # liveness-class: written with the next group
+    await changes.set_status("auth", 1, Status.DEAD)
+    again = await reopen()
+    inst = again.view.get("auth", 1)
+    assert inst.busy and inst.status is Status.DEAD and inst.modify_index == 3
+    kinds = [e.kind for e in again.events.since(0)]
+    assert kinds == [EventKind.REGISTERED, EventKind.BUSY, EventKind.DEAD]
+
+
+async def test_event_log_stays_bounded(reopen: Reopen) -> None:
+    changes = await reopen()
     for i in range(80):
-        reg.register(InstanceSpec("auth", i, "127.0.0.1", 1000 + i))
-    store.close()
-    events = reopen().load().events
+        await changes.register(spec("auth", i))
+    events = (await reopen()).events.since(0)
     assert len(events) == 50 and events[-1].index == 80
     assert events[0].kind is EventKind.REGISTERED
 
 
-def test_sqlite_file_is_wal(tmp_path: Path) -> None:
+async def test_liveness_of_a_replaced_record_is_not_written(reopen: Reopen) -> None:
+    """A liveness row taken before a full write must not undo it."""
+    changes = await reopen()
+    await changes.register(spec("auth", 1))
+    await changes.heartbeat("auth", 1, metrics={"load": 1})
+    stale = changes.liveness.drain()
+    await changes.register(spec("auth", 1, metadata={"v": 2}))
+    await changes.store.write_liveness(stale)
+    again = await reopen()
+    assert again.view.get("auth", 1).metadata == {"v": 2}
+    assert again.view.get("auth", 1).metrics == {"load": 1}  # carried by the full write
+
+
+# -- SQLite only ----------------------------------------------------------------
+
+
+async def test_concurrent_commits_share_transactions(tmp_path: Path, clock: FakeClock) -> None:
+    store = SqliteStore(tmp_path / "r.db")
+    changes = new_changes(clock, store)
+    await changes.load()
+    groups: list[int] = []
+    write = store._write
+
+    def counting(group: list) -> list:  # type: ignore[type-arg]
+        groups.append(len(group))
+        return write(group)
+
+    store._write = counting  # type: ignore[method-assign]
+    await asyncio.gather(*(changes.register(spec(f"s{i % 7}", i)) for i in range(200)))
+    assert changes.view.count() == 200 and changes.view.index == 200
+    assert sum(groups) == 200 and len(groups) < 200  # group commit: fewer fsyncs than batches
+    await store.close()
+    again = SqliteStore(tmp_path / "r.db")
+    assert len((await again.load()).instances) == 200
+    await again.close()
+
+
+async def test_a_failing_job_fails_alone(tmp_path: Path, clock: FakeClock) -> None:
+    store = SqliteStore(tmp_path / "r.db")
+    changes = new_changes(clock, store)
+    await changes.load()
+    await changes.register(spec("auth", 1))
+    # A trigger stands in for the disk refusing one row; the rest of its group lands.
+    store._db.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON instances WHEN NEW.service_type = 'bad' "
+        "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+    )
+    results = await asyncio.gather(
+        changes.register(spec("good", 1)),
+        changes.register(spec("bad", 1)),
+        changes.register(spec("good", 2)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], StoreError) and "disk is full" in str(results[1])
+    assert not isinstance(results[0], BaseException)
+    assert not isinstance(results[2], BaseException)
+    assert changes.view.find("bad", 1) is None  # the view never saw it
+    assert [i.instance_id for i in changes.view.instances("good")] == [1, 2]
+    await store.close()
+    kept = await SqliteStore(tmp_path / "r.db").load()
+    assert sorted((i.service_type, i.key) for i in kept.instances) == [
+        ("auth", "1"),
+        ("good", "1"),
+        ("good", "2"),
+    ]
+
+
+async def test_a_file_from_the_previous_release_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "registry.db"
+    shutil.copy(FIXTURES / "registry-v0.db", path)
+    store = SqliteStore(path)
+    snapshot = await store.load()
+    await store.close()
+    assert snapshot.index == 10
+    by_key = {(i.service_type, i.key): i for i in snapshot.instances}
+    assert set(by_key) == {
+        ("auth", "1"),
+        ("auth", "2"),
+        ("auth", "blue"),
+        ("api", "0"),
+        ("api", "1"),
+    }
+    one = by_key[("auth", "1")]
+    assert one.busy and one.metrics == {"load": 0.5} and one.metadata["tags"] == ["oauth"]
+    assert by_key[("auth", "2")].metrics == {"load": 0.1}  # batched liveness kept
+    assert by_key[("auth", "2")].metadata == {"capabilities": {"OAuth": True}}
+    api = by_key[("api", "0")]
+    assert api.status is Status.DEAD and api.check_output == "connection refused"
+    assert api.check == Check(type="tcp", interval_s=30.0)
+    assert by_key[("api", "1")].status is Status.MAINTENANCE
+    assert [e.index for e in snapshot.events] == list(range(1, 11))
+    assert snapshot.events[-1].kind is EventKind.DEREGISTERED
+    assert snapshot.service_indexes["gone"] == 10
+    db = sqlite3.connect(path)
+    assert version_of(db) == SCHEMA_VERSION
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
+
+
+async def test_the_migrated_file_takes_new_writes(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "registry.db"
+    shutil.copy(FIXTURES / "registry-v0.db", path)
+    store = SqliteStore(path)
+    changes = new_changes(clock, store)
+    await changes.load()
+    inst, created = await changes.register(spec("auth", 9))
+    assert created and inst.create_index == 11
+    await store.close()
+    again = await SqliteStore(path).load()
+    assert again.index == 11 and len(again.events) == 11
+
+
+def test_a_file_from_a_newer_release_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "registry.db"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(ConfigError, match="newer jarvis-dns"):
+        SqliteStore(path)
+
+
+async def test_sqlite_file_is_wal(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "x.db")
     mode = store._db.execute("PRAGMA journal_mode").fetchone()[0]
-    store.close()
+    await store.close()
     assert mode == "wal"
