@@ -37,6 +37,7 @@ _SERVE_SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "deregister_after": ("deregister_after_s", float),
     "self_preservation_threshold": ("self_preservation_threshold", float),
     "event_log_size": ("event_log_size", int),
+    "liveness_flush": ("liveness_flush_s", float),
 }
 _LIST_FIELDS = {"dns", "upstreams"}
 
@@ -99,6 +100,12 @@ def _serve_parser(sub: Any) -> None:
         f"within one TTL; 0 disables [{d.self_preservation_threshold}]",
     )
     add("--event-log-size", type=int, help=f"events kept [{d.event_log_size}]")
+    add(
+        "--liveness-flush",
+        type=float,
+        help="seconds between writes of heartbeat times and metrics: at most this much "
+        f"liveness is lost in a crash [{d.liveness_flush_s:g}]",
+    )
     add("--no-fast-path", action="store_true", help="answer every DNS query through dnslib")
     p.set_defaults(run=_run_serve)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import enum
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -115,10 +116,21 @@ class Instance:
     check_failing: bool = False
     create_index: int = 0
     modify_index: int = 0
+    # to_json()'s text, kept until the instance changes: the store writes it and the
+    # HTTP answer sends it, and encoding it once is a good part of a registration's cost.
+    # Not copied by dataclasses.replace (a plan's new instance starts without it);
+    # registry/apply.py clears it when it changes an instance in place.
+    encoded: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def key(self) -> str:
         return instance_key(self.instance_id)
+
+    def to_json(self) -> str:
+        """to_dict() as compact JSON, encoded once per version of the instance."""
+        if self.encoded is None:
+            self.encoded = json.dumps(self.to_dict(), separators=(",", ":"))
+        return self.encoded
 
     @property
     def live(self) -> bool:

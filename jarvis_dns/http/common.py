@@ -76,6 +76,12 @@ def json_response(body: Any, status: int = 200, index: int | None = None) -> web
     return web.Response(text=text, status=status, content_type="application/json", headers=headers)
 
 
+def json_text_response(text: str, status: int = 200, index: int | None = None) -> web.Response:
+    """An answer already encoded (an instance's to_json())."""
+    headers = {"X-Jarvis-Index": str(index)} if index is not None else None
+    return web.Response(text=text, status=status, content_type="application/json", headers=headers)
+
+
 def error_response(exc: RequestError) -> web.Response:
     return json_response(exc.to_dict(), status=exc.status)
 

@@ -20,6 +20,7 @@ def stamp(batch: Batch, index: int) -> None:
         return
     batch.index = index
     for inst in batch.puts:
+        inst.encoded = None
         inst.modify_index = index
         if not inst.create_index:
             inst.create_index = index
@@ -43,6 +44,7 @@ def touch(view: View, change: Touch) -> Instance | None:
     inst = view.find(*change.key)
     if inst is None:
         return None
+    inst.encoded = None
     if change.last_heartbeat is not None:
         inst.last_heartbeat = change.last_heartbeat
     if change.metrics is not None:

@@ -21,7 +21,7 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,7 +74,7 @@ class _Job:
 def _encode(batch: Batch) -> _Job:
     index = batch.index
     return _Job(
-        upserts=[(i.service_type, i.key, _dump(i), index) for i in batch.puts],
+        upserts=[(i.service_type, i.key, i.to_json(), index) for i in batch.puts],
         deletes=list(batch.deletes),
         services=[(svc, index) for svc in batch.services()],
         events=[(index, seq, _dump_event(e)) for seq, e in enumerate(batch.events)],
@@ -95,6 +95,7 @@ class SqliteStore:
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open the store at {self.path}: {exc}") from exc
         self._index = int(row[0]) if row else 0
+        self._trim_below = self._index - event_log_size  # events at or below it go
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -109,6 +110,7 @@ class SqliteStore:
     async def commit(self, batch: Batch) -> int:
         # Numbered and encoded before the first await: indexes follow call order.
         self._index += 1
+        self._trim_below = self._index - self._event_log_size
         stamp(batch, self._index)
         job = _encode(batch)
         future = self._submit(job)
@@ -175,18 +177,27 @@ class SqliteStore:
         return group, False
 
     def _write(self, group: list[_Job]) -> list[sqlite3.Error | None]:
+        """The whole group in one transaction. First as one merged job (a few statements
+        for any number of batches); if that fails, again job by job, each under its own
+        savepoint, so only the jobs that cannot land fail."""
+        merged = _merge(group)
+        if self._transaction(lambda db: [_in_savepoint(db, merged)]) == [None]:
+            return [None] * len(group)
+        return self._transaction(lambda db: [_in_savepoint(db, job) for job in group], len(group))
+
+    def _transaction(
+        self, body: Callable[[sqlite3.Connection], list[sqlite3.Error | None]], jobs: int = 1
+    ) -> list[sqlite3.Error | None]:
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
-            errors = [_in_savepoint(db, job) for job in group]
-            newest = max(job.index for job in group)
-            if newest:
-                db.execute(_TRIM_EVENTS, (newest - self._event_log_size,))
+            errors = body(db)
+            db.execute(_TRIM_EVENTS, (self._trim_below,))
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             if db.in_transaction:  # a failed COMMIT can leave it open: never leave it so
                 db.execute("ROLLBACK")
-            return [exc] * len(group)
+            return [exc] * jobs
         return errors
 
     def _load(self) -> Snapshot:
@@ -195,6 +206,19 @@ class SqliteStore:
         events = [Event.from_dict(json.loads(d)) for (d,) in db.execute(_SELECT_EVENTS)]
         services = dict(db.execute("SELECT service_type, idx FROM services").fetchall())
         return Snapshot(instances, events, self._index, services)
+
+
+def _merge(group: list[_Job]) -> _Job:
+    if len(group) == 1:
+        return group[0]
+    merged = _Job(liveness=[row for job in group for row in job.liveness])
+    for job in group:
+        merged.upserts += job.upserts
+        merged.deletes += job.deletes
+        merged.services += job.services
+        merged.events += job.events
+        merged.index = max(merged.index, job.index)
+    return merged
 
 
 def _in_savepoint(db: sqlite3.Connection, job: _Job) -> sqlite3.Error | None:
@@ -231,10 +255,6 @@ def _connect(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
     return db
-
-
-def _dump(inst: Instance) -> str:
-    return json.dumps(inst.to_dict(), separators=(",", ":"))
 
 
 def _dump_event(event: Event) -> str:
