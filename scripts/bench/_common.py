@@ -109,7 +109,9 @@ def seed_sqlite(
     data_dir: str, instances: list[tuple[str, int, str, int, dict[str, object]]]
 ) -> None:
     """Write a registry.db holding these (service, id, host, port, metadata) instances in
-    one transaction: benchmark set-up, not what is measured."""
+    one batch: benchmark set-up, not what is measured."""
+    import asyncio
+
     from jarvis_dns.models import Batch, Instance, Status
     from jarvis_dns.store.sqlite import SqliteStore
 
@@ -130,14 +132,77 @@ def seed_sqlite(
             registered_at=now,
             last_heartbeat=now,
             status_since=now,
-            create_index=k + 1,
-            modify_index=k + 1,
         )
-        for k, (svc, iid, host, port, meta) in enumerate(instances)
+        for svc, iid, host, port, meta in instances
     ]
-    store = SqliteStore(Path(data_dir) / "registry.db")
-    store.write(Batch(puts=puts, index=len(puts)))
-    store.close()
+
+    async def seed() -> None:
+        store = SqliteStore(Path(data_dir) / "registry.db")
+        await store.load()
+        await store.commit(Batch(puts=puts))
+        await store.close()
+
+    asyncio.run(seed())
+
+
+@dataclass
+class Latency:
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    answered: int
+    sent: int
+
+
+class DnsProbe:
+    """Asks one DNS name at a steady rate from a thread and times each answer: how long
+    the server's event loop makes a query wait while something else loads it."""
+
+    def __init__(self, port: int, name: str = "jarvis.internal", rate: int = 200) -> None:
+        import threading
+
+        self._port, self._name, self._interval = port, name, 1.0 / rate
+        self._stop = threading.Event()
+        self._times: list[float] = []
+        self._sent = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> DnsProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def result(self) -> Latency:
+        times = sorted(self._times) or [float("nan")]
+        pick = lambda q: times[min(len(times) - 1, int(q * len(times)))] * 1000  # noqa: E731
+        return Latency(pick(0.5), pick(0.99), times[-1] * 1000, len(self._times), self._sent)
+
+    def _query(self, qid: int) -> bytes:
+        labels = b"".join(bytes([len(p)]) + p.encode() for p in self._name.split("."))
+        header = qid.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+        return header + labels + b"\x00\x00\x06\x00\x01"  # SOA, IN
+
+    def _run(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.settimeout(1.0)
+        next_at = time.perf_counter()
+        while not self._stop.is_set():
+            qid = self._sent % 65536
+            self._sent += 1
+            began = time.perf_counter()
+            sock.sendto(self._query(qid), ("127.0.0.1", self._port))
+            try:
+                while int.from_bytes(sock.recv(4096)[:2], "big") != qid:
+                    pass  # a late answer to an earlier query
+                self._times.append(time.perf_counter() - began)
+            except TimeoutError:
+                pass
+            next_at += self._interval
+            time.sleep(max(0.0, next_at - time.perf_counter()))
+        sock.close()
 
 
 @dataclass
