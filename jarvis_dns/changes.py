@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from jarvis_dns.errors import StoreError
+from jarvis_dns.errors import StaleRead, StoreError
 from jarvis_dns.models import (
     Batch,
     Instance,
@@ -54,6 +54,10 @@ from jarvis_dns.store.base import Store
 
 log = logging.getLogger("jarvis_dns.changes")
 Clock = Callable[[], float]
+# A command whose keys other nodes keep changing is planned again at most this often.
+MAX_REPLANS = 16
+# How long a write to a shared store waits for its own echo before answering 503.
+CATCH_UP_S = 5.0
 
 
 class Changes:
@@ -72,6 +76,7 @@ class Changes:
         self._subscribers: list[Subscriber] = []
         self._locks = _KeyLocks()
         self._sequencer = _Sequencer()
+        self._catching_up: list[tuple[int, asyncio.Future[None]]] = []
 
     async def load(self) -> None:
         """Take what the store kept; once, before serving."""
@@ -141,16 +146,22 @@ class Changes:
         key = command.key
         await self._locks.acquire(key)
         try:
-            before = self.view.find(*key)
-            planned = plan(self.view, command, self._clock())
-            if planned is None:
-                return before
-            if isinstance(planned, Touch):
-                return self._touch(planned)
-            # Shielded: once the store has the batch, the view must get it too, even if
-            # the request that asked for it goes away meanwhile.
-            await asyncio.shield(asyncio.ensure_future(self._commit(planned)))
-            return self.view.find(*key) or before
+            for _ in range(MAX_REPLANS):
+                before = self.view.find(*key)
+                planned = plan(self.view, command, self._clock())
+                if planned is None:
+                    return before
+                if isinstance(planned, Touch):
+                    return self._touch(planned)
+                try:
+                    # Shielded: once the store has the batch, the view must get it too,
+                    # even if the request that asked for it goes away meanwhile.
+                    await asyncio.shield(asyncio.ensure_future(self._commit(planned)))
+                except StaleRead as stale:  # another node got there first: catch up, replan
+                    await self._caught_up(stale.revision)
+                    continue
+                return self.view.find(*key) or before
+            raise StoreError(f"{key[0]}/{key[1]} kept changing under {MAX_REPLANS} attempts")
         finally:
             self._locks.release(key)
 
@@ -161,6 +172,9 @@ class Changes:
         return inst
 
     async def _commit(self, batch: Batch) -> None:
+        if self.store.echoes:  # the batch comes back through follow(), in revision order
+            await self._caught_up(await self.store.commit(batch))
+            return
         slot = self._sequencer.take()  # before commit(): the store numbers in call order
         try:
             index = await self.store.commit(batch)
@@ -168,6 +182,31 @@ class Changes:
             self._apply(index, batch)
         finally:
             self._sequencer.release(slot)
+
+    async def _caught_up(self, index: int) -> None:
+        """Until the view has applied everything up to index (a shared store's echo)."""
+        if self.view.index >= index:
+            return
+        arrived = asyncio.get_running_loop().create_future()
+        self._catching_up.append((index, arrived))
+        try:
+            await asyncio.wait_for(arrived, CATCH_UP_S)
+        except TimeoutError:
+            raise StoreError(
+                f"committed at index {index}, but this node's view is behind: "
+                "the change shows once the store's watch catches up"
+            ) from None
+
+    def _wake_caught_up(self) -> None:
+        index = self.view.index
+        waiting = []
+        for wanted, arrived in self._catching_up:
+            if wanted <= index:
+                if not arrived.done():
+                    arrived.set_result(None)
+            else:
+                waiting.append((wanted, arrived))
+        self._catching_up = waiting
 
     def _apply(self, index: int, batch: Batch) -> None:
         events = apply(self.view, index, batch)
@@ -179,14 +218,18 @@ class Changes:
                 fn(events)
             except Exception:  # the change is applied: every other subscriber must hear it
                 log.exception("a subscriber failed on index %d", index)
+        if self._catching_up:
+            self._wake_caught_up()
 
     # -- what other nodes committed, and the liveness flush ---------------------------
 
     async def follow(self) -> None:
         """Apply batches other nodes committed, until the store's stream ends."""
-        async for index, batch in self.store.changes(self.view.index):
-            if index > self.view.index:
-                self._apply(index, batch)
+        async for index, change in self.store.changes(self.view.index):
+            if isinstance(change, Touch):  # another node's heartbeat times and metrics
+                touch(self.view, change)
+            elif index > self.view.index:
+                self._apply(index, change)
 
     async def flush_liveness(self) -> bool:
         """Write the beats noted since the last flush; put them back if that fails."""

@@ -9,6 +9,7 @@ JarvisError
 │   ├── UnsupportedMediaType  415: body is not JSON
 │   └── Unprocessable         422: well-formed but cannot be applied
 ├── StoreError                the persistence layer failed (disk full, I/O error)
+│   └── StaleRead             a shared store refused a batch planned against an old view
 ├── ConfigError               a setting is unusable (port taken, dir unwritable)
 └── ZoneError                 a zone file does not parse (file and line)
 RegistryUnavailable(JarvisError, ConnectionError)
@@ -72,6 +73,17 @@ class Unprocessable(RequestError):
 
 class StoreError(JarvisError):
     """The store could not read or write."""
+
+
+class StaleRead(StoreError):
+    """Another node changed a key this batch's plan read (an etcd txn compare failed).
+
+    Not an answer to anyone: the writer waits for its view to reach `revision`, plans
+    the command again and retries."""
+
+    def __init__(self, message: str, revision: int):
+        super().__init__(message)
+        self.revision = revision
 
 
 class ConfigError(JarvisError):

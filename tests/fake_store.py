@@ -11,10 +11,13 @@ from collections.abc import AsyncIterator, Sequence
 
 from jarvis_dns.errors import StoreError
 from jarvis_dns.models import Batch, LivenessRow, Snapshot
+from jarvis_dns.registry.plan import Touch
 from jarvis_dns.store.memory import MemoryStore
 
 
 class ScriptedStore:
+    echoes = False
+
     def __init__(self) -> None:
         self.inner = MemoryStore()
         self.committed: list[Batch] = []
@@ -49,7 +52,7 @@ class ScriptedStore:
             raise StoreError("disk full")
         await self.inner.write_liveness(rows)
 
-    def changes(self, from_index: int) -> AsyncIterator[tuple[int, Batch]]:
+    def changes(self, from_index: int) -> AsyncIterator[tuple[int, Batch | Touch]]:
         return self.inner.changes(from_index)
 
     async def close(self) -> None:

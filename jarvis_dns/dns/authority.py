@@ -16,6 +16,7 @@ from jarvis_dns.dns import names
 from jarvis_dns.dns.records import (
     Answer,
     Node,
+    Pick,
     RegistryRecords,
     RRset,
     answer_for,
@@ -38,12 +39,14 @@ class Authority:
     def origins(self) -> list[str]:
         return sorted({self.zone, *self.zones})
 
-    def lookup(self, qname: str, qtype: int) -> Answer | None:
-        """The answer for a normalised name; None when no zone of ours contains it."""
-        origin = self._zone_of(qname)
+    def lookup(self, qname: str, qtype: int, pick: Pick | None = None) -> Answer | None:
+        """The answer for a normalised name; None when no zone of ours contains it.
+
+        ``pick``: which of a service's instances to answer (the UDP answer limit)."""
+        origin = self.zone_of(qname)
         if origin is None:
             return None
-        node, soa = self._node(origin, qname)
+        node, soa = self._node(origin, qname, pick)
         if node is None:
             return nxdomain(soa)
         cname = node.get(QTYPE.CNAME)
@@ -51,18 +54,20 @@ class Authority:
             return self._chase(cname, qtype)
         return answer_for(node, qname, qtype, soa, self.records.ttl)
 
-    def _zone_of(self, qname: str) -> str | None:
+    def zone_of(self, qname: str) -> str | None:
         found = [o for o in (self.zone, *self.zones) if names.in_zone(qname, o)]
         return max(found, key=len) if found else None
 
-    def _node(self, origin: str, qname: str) -> tuple[Node | None, RR]:
+    def _node(self, origin: str, qname: str, pick: Pick | None = None) -> tuple[Node | None, RR]:
         static = self.zones.get(origin)
         if origin != self.zone:
             assert static is not None and static.soa is not None  # load_file requires it
             return static.node(qname), static.soa
         soa = self._registry_soa(static)
         query = names.parse(qname, self.zone)
-        node = self.records.node(query) if query else None
+        node = None
+        if query is not None:
+            node = self.records.node(query, pick) if pick else self.records.node(query)
         if query is not None and query.kind is names.Kind.APEX:
             node = self._apex(node or {}, static, soa)
         elif node is None and static is not None:
@@ -108,7 +113,7 @@ class Authority:
         )
 
     def _follow(self, target: str, qtype: int) -> Answer:
-        origin = self._zone_of(target)
+        origin = self.zone_of(target)
         if origin is None:
             return Answer(RCODE.NOERROR)  # out of our zones: the client resolves it
         node, soa = self._node(origin, target)
@@ -117,7 +122,7 @@ class Authority:
         return answer_for(node, target, qtype, soa, self.records.ttl)
 
     def _cname_at(self, target: str) -> RRset | None:
-        origin = self._zone_of(target)
+        origin = self.zone_of(target)
         if origin is None:
             return None
         node, _ = self._node(origin, target)

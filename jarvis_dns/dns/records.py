@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Iterable
+import random
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,9 @@ from jarvis_dns.models import Instance
 # picked when every idle one is gone.
 PRIORITY_IDLE = 0
 PRIORITY_BUSY = 10
+# --udp-answer-limit: the picks of a service's instances differ per answer; this many
+# distinct picks per question are encoded, then they repeat.
+LIMITED_CYCLE = 8
 # RFC 6763 section 6.1: one TXT string is a length byte and at most 255 bytes.
 MAX_TXT_STRING = 255
 # SOA timers matter only to secondaries doing zone transfers, which this server does
@@ -61,6 +65,7 @@ class RRset:
     records: RRs
     additional: RRs = ()
     rotate: bool = False  # A/AAAA of a service name: order rotated per response
+    cycle: int = 1  # distinct picks by turn under --udp-answer-limit; 1: none
 
 
 Node = dict[int, RRset]
@@ -76,6 +81,7 @@ class Answer:
     additional: RRs = ()
     authoritative: bool = True
     rotate: bool = False
+    cycle: int = 1
 
 
 def label(name: str) -> DNSLabel:
@@ -124,10 +130,47 @@ def answer_for(node: Node, qname: str, qtype: int, soa: RR, ttl: int) -> Answer:
         answer=rrset.records,
         additional=rrset.additional,
         rotate=rrset.rotate,
+        cycle=rrset.cycle,
     )
 
 
 # -- instance data ---------------------------------------------------------------
+
+
+def srv_priority(inst: Instance) -> int:
+    return PRIORITY_BUSY if inst.busy else PRIORITY_IDLE
+
+
+def srv_weight(inst: Instance) -> int:
+    return inst.weight
+
+
+def limited(instances: list[Instance], limit: int, turn: int) -> list[Instance]:
+    """At most ``limit`` instances, idle ones first, in an order shuffled per turn.
+
+    For clients that never retry over TCP (HAProxy): a fitting UDP answer, and over
+    the turns every instance gets its share. Seeded by the turn, so both paths agree.
+    """
+    rng = random.Random(turn % LIMITED_CYCLE)
+    idle = [i for i in instances if not i.busy]
+    busy = [i for i in instances if i.busy]
+    rng.shuffle(idle)
+    rng.shuffle(busy)
+    return (idle + busy)[:limit]
+
+
+Pick = Callable[[list[Instance]], tuple[list[Instance], int]]
+
+
+def pick_for_udp(instances: list[Instance], limit: int, turn: int) -> tuple[list[Instance], int]:
+    """The instances an answer carries (all, or ``limited``) and how many picks cycle."""
+    if 0 < limit < len(instances):
+        return limited(instances, limit, turn), LIMITED_CYCLE
+    return instances, 1
+
+
+def _all(instances: list[Instance]) -> tuple[list[Instance], int]:
+    return instances, 1
 
 
 def address_of(host: str) -> tuple[int, Any] | None:
@@ -208,13 +251,16 @@ class RegistryRecords:
         rdata = SOA(label(names.ns_name(self.zone)), label(names.hostmaster_name(self.zone)), times)
         return rr(self.zone, QTYPE.SOA, self.ttl, rdata)
 
-    def node(self, q: NameQuery) -> Node | None:
-        """The registry's node for a classified name; None when it has none."""
-        return _BUILDERS[q.kind](self, q)
+    def node(self, q: NameQuery, pick: Pick = _all) -> Node | None:
+        """The registry's node for a classified name; None when it has none.
+
+        ``pick`` chooses the instances of a service's SRV, PTR and A/AAAA answers (the
+        UDP answer limit); by default all of them."""
+        return _BUILDERS[q.kind](self, q, pick)
 
     # -- per row of the naming table
 
-    def _apex(self, q: NameQuery) -> Node:
+    def _apex(self, q: NameQuery, pick: Pick = _all) -> Node:
         ns = names.ns_name(self.zone)
         return {
             QTYPE.SOA: RRset((self.soa(),)),
@@ -222,36 +268,42 @@ class RegistryRecords:
         }
 
     def _ns_glue(self) -> RRs:
-        node = self._ns_host(NameQuery(Kind.NS_HOST))
+        node = self._ns_host(NameQuery(Kind.NS_HOST), _all)
         return tuple(r for rrset in (node or {}).values() for r in rrset.records)
 
-    def _ns_host(self, q: NameQuery) -> Node | None:
+    def _ns_host(self, q: NameQuery, pick: Pick = _all) -> Node | None:
         if self.live(names.NS_LABEL):  # a service called "ns": the registry wins
-            return self._host(NameQuery(Kind.HOST, service=names.NS_LABEL))
+            return self._host(NameQuery(Kind.HOST, service=names.NS_LABEL), _all)
         ns = names.ns_name(self.zone)
         found = (address_of(a) for a in self.ns_addresses)
         return _address_node(ns, [f for f in found if f], self.ttl, rotate=False)
 
-    def _service(self, q: NameQuery) -> Node | None:
+    def _service(self, q: NameQuery, pick: Pick = _all) -> Node | None:
         live = self.live(q.service)
         if not live:
             return None
         owner = names.service_name(q.service, self.zone)
-        return {QTYPE.SRV: self._srv(owner, live), QTYPE.PTR: self._ptr(owner, live)}
+        return self._srv_ptr(owner, live, pick)
 
-    def _srv(self, owner: str, instances: Iterable[Instance]) -> RRset:
+    def _srv_ptr(self, owner: str, instances: list[Instance], pick: Pick) -> Node:
+        picked, cycle = pick(instances)
+        return {
+            QTYPE.SRV: self._srv(owner, picked, cycle),
+            QTYPE.PTR: self._ptr(owner, picked, cycle),
+        }
+
+    def _srv(self, owner: str, instances: Iterable[Instance], cycle: int = 1) -> RRset:
         records, glue = [], []
         for inst in instances:
             target = names.target_name(inst.key, inst.service_type, self.zone)
-            priority = PRIORITY_BUSY if inst.busy else PRIORITY_IDLE
-            srv = SRV(priority, inst.weight, inst.port, label(target))
+            srv = SRV(srv_priority(inst), srv_weight(inst), inst.port, label(target))
             records.append(rr(owner, QTYPE.SRV, self.ttl, srv))
             address = address_of(inst.host)
             if address is not None:
                 glue.append(rr(target, address[0], self.ttl, address[1]))
-        return RRset(tuple(records), tuple(glue))
+        return RRset(tuple(records), tuple(glue), cycle=cycle)
 
-    def _ptr(self, owner: str, instances: Iterable[Instance]) -> RRset:
+    def _ptr(self, owner: str, instances: Iterable[Instance], cycle: int = 1) -> RRset:
         return RRset(
             tuple(
                 rr(
@@ -261,10 +313,11 @@ class RegistryRecords:
                     PTR(label(names.service_instance_name(i.key, i.service_type, self.zone))),
                 )
                 for i in instances
-            )
+            ),
+            cycle=cycle,
         )
 
-    def _service_instance(self, q: NameQuery) -> Node | None:
+    def _service_instance(self, q: NameQuery, pick: Pick = _all) -> Node | None:
         inst = self.live_instance(q.service, q.instance)
         if inst is None:
             return None
@@ -274,15 +327,16 @@ class RegistryRecords:
     def _txt(self, owner: str, inst: Instance) -> RRset:
         return RRset((rr(owner, QTYPE.TXT, self.ttl, TXT(txt_strings(inst))),))
 
-    def _host(self, q: NameQuery) -> Node | None:
+    def _host(self, q: NameQuery, pick: Pick = _all) -> Node | None:
         live = self.live(q.service)
         if not live:
             return None
-        found = (address_of(i.host) for i in idle_first(live))
+        picked, cycle = pick(idle_first(live))
+        found = (address_of(i.host) for i in picked)
         owner = names.host_name(q.service, self.zone)
-        return _address_node(owner, [f for f in found if f], self.ttl, rotate=True)
+        return _address_node(owner, [f for f in found if f], self.ttl, True, cycle)
 
-    def _instance_host(self, q: NameQuery) -> Node | None:
+    def _instance_host(self, q: NameQuery, pick: Pick = _all) -> Node | None:
         inst = self.live_instance(q.service, q.instance)
         if inst is None:
             return None
@@ -292,17 +346,17 @@ class RegistryRecords:
         node[QTYPE.TXT] = self._txt(owner, inst)
         return node
 
-    def _subtype(self, q: NameQuery) -> Node | None:
+    def _subtype(self, q: NameQuery, pick: Pick = _all) -> Node | None:
         tagged = self.discovery.tagged(q.service, q.tag)
         if not tagged:
             return None
         owner = names.subtype_name(q.tag, q.service, self.zone)
-        return {QTYPE.PTR: self._ptr(owner, tagged), QTYPE.SRV: self._srv(owner, tagged)}
+        return self._srv_ptr(owner, tagged, pick)
 
-    def _sub(self, q: NameQuery) -> Node | None:
+    def _sub(self, q: NameQuery, pick: Pick = _all) -> Node | None:
         return {} if any(tags_of(i) for i in self.live(q.service)) else None
 
-    def _services(self, q: NameQuery) -> Node:
+    def _services(self, q: NameQuery, pick: Pick = _all) -> Node:
         owner = names.services_name(self.zone)
         ptrs = tuple(
             rr(owner, QTYPE.PTR, self.ttl, PTR(label(names.service_name(svc, self.zone))))
@@ -310,19 +364,22 @@ class RegistryRecords:
         )
         return {QTYPE.PTR: RRset(ptrs)}
 
-    def _tcp(self, q: NameQuery) -> Node | None:
+    def _tcp(self, q: NameQuery, pick: Pick = _all) -> Node | None:
         return {} if self.discovery.live_services() else None
 
-    def _udp(self, q: NameQuery) -> Node:
+    def _udp(self, q: NameQuery, pick: Pick = _all) -> Node:
         return {}  # above _services._dns-sd._udp, which always exists
 
 
-def _address_node(owner: str, addresses: list[tuple[int, Any]], ttl: int, rotate: bool) -> Node:
+def _address_node(
+    owner: str, addresses: list[tuple[int, Any]], ttl: int, rotate: bool, cycle: int = 1
+) -> Node:
     node: Node = {}
     for rtype in (QTYPE.A, QTYPE.AAAA):
         records = tuple(rr(owner, t, ttl, rd) for t, rd in addresses if t == rtype)
         if records:
-            node[rtype] = RRset(records, rotate=rotate and len(records) > 1)
+            turning = rotate and len(records) > 1 and cycle == 1
+            node[rtype] = RRset(records, rotate=turning, cycle=cycle)
     return node
 
 

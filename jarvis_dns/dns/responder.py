@@ -1,42 +1,71 @@
-"""One DNS message in, one out: validation, EDNS(0), caching and size limits (no I/O).
+"""One DNS message in, one out: the answer cache, the hand encoder, dnslib (no I/O).
 
-This is the dnslib path: it answers everything. The sockets try ``fast_udp`` and
-``fast_tcp`` (wire.py) first, which serve standard queries from replies this path
-encoded, and come here for the rest.
+``answer`` is the one entry. A standard query (``classify``) is answered from the
+answer cache (cache.py); on a miss, the hand encoder (encode.py) makes the reply from
+the view, and only what it declines (zone files, CNAMEs) is packed by dnslib. Anything
+unusual (garbage, other opcodes, EDNS options and versions, forwarded names) takes the
+dnslib path, ``respond``, which answers everything and is what the others must equal
+byte for byte (tests run every DNS test through all three ways).
 
-``respond`` returns the reply bytes, ``None`` to send nothing (garbage), or a
+``answer`` returns the reply bytes, ``None`` to send nothing (garbage), or a
 ``Forward`` when the name is outside our zones and upstreams are configured; the
 server then asks ``upstream`` and passes the result back through ``forwarded``.
+
+``changed`` is told of every applied batch: it drops what the batch's services could
+change (their names, ``_services`` when one appeared or went), never everything.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from dnslib import EDNS0, OPCODE, QTYPE, RCODE, RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
+from jarvis_dns.discovery import Discovery
+from jarvis_dns.dns import names, proto
 from jarvis_dns.dns.authority import Authority
-from jarvis_dns.dns.records import Answer, refused
+from jarvis_dns.dns.cache import AnswerCache
+from jarvis_dns.dns.encode import EVERY, MEMBERS, STATIC, HandEncoder, Made, counters
+from jarvis_dns.dns.packer import name_wire
+from jarvis_dns.dns.proto import BADVERS, CLASSIC_UDP, EDNS_VERSION, HEADER, TCP_MAX
+from jarvis_dns.dns.query import Query, classify
+from jarvis_dns.dns.records import SERIAL_MODULUS, Answer, pick_for_udp, refused
 from jarvis_dns.dns.stats import Stats
-from jarvis_dns.dns.wire import RING, Encoded, FastPath, name_wire, with_question_name
+from jarvis_dns.dns.upstream import Upstream
+from jarvis_dns.dns.zones import ZoneSet
+from jarvis_dns.models import Event
 
 log = logging.getLogger(__name__)
 
-# RFC 1035 4.2.1: without EDNS(0) a UDP message is at most 512 bytes, and RFC 6891
-# 6.2.5 says a smaller advertised EDNS size is treated as 512.
-CLASSIC_UDP = 512
-TCP_MAX = 65535  # RFC 1035 4.2.2: the two-byte length prefix
-EDNS_VERSION = 0
-BADVERS = 16  # RFC 6891: extended rcode 16, carried as 1 in the OPT's upper bits
-# Distinct (name, type) answers kept between registry changes. Random names from a
-# scan would otherwise grow the cache without end; past this it simply starts over.
+# Distinct (name, type) answers kept by the dnslib path. Random names from a scan
+# would otherwise grow the cache without end; past this it simply starts over.
 MAX_CACHED = 50_000
-_CLASS_IN, _CLASS_ANY = 1, 255
 # Zone transfers are not offered: the registry zone changes too often to mirror.
 _REFUSED_TYPES = frozenset({QTYPE.AXFR, QTYPE.IXFR})
-_RA_BIT = 0x80  # in the fourth byte of the header
 _OUTSIDE = Answer(RCODE.REFUSED, authoritative=False)  # cache marker: no zone of ours
+_LIMITED_KINDS = frozenset({names.Kind.SERVICE, names.Kind.SUBTYPE, names.Kind.HOST})
+_SCOPED_KINDS = frozenset(
+    {
+        names.Kind.SERVICE,
+        names.Kind.SERVICE_INSTANCE,
+        names.Kind.HOST,
+        names.Kind.INSTANCE_HOST,
+        names.Kind.SUBTYPE,
+        names.Kind.SUB,
+    }
+)
+
+
+class Later(enum.Enum):
+    LATER = "later"
+
+
+# answer(..., later=True): this message needs the dnslib path; queue it, ask again.
+LATER = Later.LATER
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,28 +103,187 @@ def qname_key(question: DNSQuestion) -> str:
     return (b".".join(labels).lower() + b".").decode("utf-8", "replace")
 
 
+def limit_for(edns: bool, size: int, max_udp: int, udp: bool) -> int:
+    """How big a reply may be: TCP's maximum, the EDNS size up to ours, or 512."""
+    if not udp:
+        return TCP_MAX
+    return min(max(size, CLASSIC_UDP), max_udp) if edns else CLASSIC_UDP
+
+
+def scope_of(zone: str, qname: str) -> str:
+    """What a registry-zone name's answer depends on (see encode.py)."""
+    nq = names.parse(qname, zone)
+    if nq is None or nq.kind is names.Kind.UDP:
+        return STATIC
+    if nq.kind in _SCOPED_KINDS:
+        return nq.service
+    if nq.kind in (names.Kind.SERVICES, names.Kind.TCP):
+        return MEMBERS
+    return names.NS_LABEL  # the apex and ns.Z: their glue follows a service "ns"
+
+
 class Responder:
     def __init__(
-        self, authority: Authority, stats: Stats, max_udp: int, forwarding: bool = False
+        self,
+        authority: Authority,
+        hand: HandEncoder | None,
+        max_udp: int,
+        *,
+        zones: ZoneSet | None = None,
+        upstream: Upstream | None = None,
+        cache: bool = True,
+        udp_limit: int = 0,
+        stats: Stats | None = None,
     ) -> None:
+        """hand: None sends every query the dnslib way (``--no-fast-path``); cache:
+        False encodes every reply anew (measures the miss path)."""
         self.authority = authority
-        self.stats = stats
+        self.hand = hand
+        self.stats = stats or Stats()
         self.max_udp = max_udp
-        self.forwarding = forwarding
+        self.zones = zones
+        self.upstream = upstream
+        self.forwarding = upstream is not None
+        self.udp_limit = udp_limit
+        self.discovery: Discovery = authority.records.discovery
         self._cache: dict[tuple[str, int], Answer] = {}
+        self._cache_scopes: dict[str, list[tuple[str, int]]] = {}
         self._turns: dict[tuple[str, int], int] = {}
-        # Encoded replies for the sockets' fast path (wire.py), one cache per transport
-        # since their size limits differ; filled from ``encoded`` and emptied with ours.
-        counts = stats.counts
-        self.fast_udp = FastPath(lambda wire: self.encoded(wire, True), counts, "queries_udp")
-        self.fast_tcp = FastPath(lambda wire: self.encoded(wire, False), counts, "queries_tcp")
+        self._hand_turns: dict[bytes, int] = {}
+        # Encoded replies, one cache per transport since their size limits differ.
+        on = cache and hand is not None
+        self.udp_cache = AnswerCache() if on else None
+        self.tcp_cache = AnswerCache() if on else None
+        self._live = set(self.discovery.live_services())
+
+    # -- what changes the answers
 
     def invalidate(self, *_: object) -> None:
-        """Forget every cached answer: called on each registry change and zone reload."""
+        """Forget every cached answer (zone reloads, start-up)."""
         self._cache.clear()
+        self._cache_scopes.clear()
         self._turns.clear()
-        self.fast_udp.clear()
-        self.fast_tcp.clear()
+        self._hand_turns.clear()
+        self._live = set(self.discovery.live_services())
+        for cache in self._caches():
+            cache.clear()
+            cache.serial = self._serial()
+
+    def changed(self, events: Sequence[Event]) -> None:
+        """After a batch: drop what its services could change, and move the serial."""
+        touched = {event.service_type for event in events}
+        scopes = {*touched, EVERY}
+        for svc in touched:
+            live = bool(self.discovery.live(svc))
+            if live != (svc in self._live):
+                scopes.add(MEMBERS)
+                (self._live.add if live else self._live.discard)(svc)
+        self._drop(scopes)
+
+    def _drop(self, scopes: set[str]) -> None:
+        serial = self._serial()
+        for cache in self._caches():
+            cache.drop(scopes)
+            cache.serial = serial
+        for scope in scopes:
+            for key in self._cache_scopes.pop(scope, ()):
+                self._cache.pop(key, None)
+                self._turns.pop(key, None)
+
+    def reload_zones(self) -> list[str]:
+        """Re-read the zone files; a broken file raises ZoneError and changes nothing."""
+        loaded = self.zones.reload() if self.zones is not None else []
+        if self.zones is not None:
+            self.authority.zones = self.zones.zones
+            if self.hand is not None:
+                self.hand.static_origins = tuple(self.zones.zones)
+        self.invalidate()
+        return loaded
+
+    def set_ns_addresses(self, hosts: list[str]) -> None:
+        """The addresses the server listens on: ns.Z's A/AAAA and the NS glue."""
+        self.authority.records.ns_addresses = list(dict.fromkeys(hosts))
+        self.invalidate()
+
+    def _caches(self) -> list[AnswerCache]:
+        return [c for c in (self.udp_cache, self.tcp_cache) if c is not None]
+
+    def _serial(self) -> int:
+        return self.discovery.index % SERIAL_MODULUS
+
+    # -- the one entry
+
+    def answer(
+        self, data: bytes, udp: bool, *, later: bool = False
+    ) -> bytes | Forward | Later | None:
+        """What to send back for one message (see the module docstring).
+
+        later: return ``LATER`` instead of taking the dnslib path, so that the caller
+        answers cheap queries at once and queues the rest."""
+        cache = self.udp_cache if udp else self.tcp_cache
+        if cache is not None:
+            reply = cache.hit(data)
+            if reply is not None:
+                self._count(udp, cache.counters)
+                return reply
+        q = classify(data) if self.hand is not None else None
+        if q is None:
+            return LATER if later else self.respond(data, udp)
+        if cache is not None:
+            reply = self._through_cache(cache, q, udp)
+            if reply is not None:
+                return reply
+            return LATER if later else self.respond(data, udp)
+        assert self.hand is not None
+        limit = limit_for(q.edns, q.size, self.max_udp, udp)
+        made = self.hand.encode(q, limit, udp, self._hand_turn(q))
+        if made is None:
+            return LATER if later else self.respond(data, udp)
+        if made.cycle > 1:
+            if len(self._hand_turns) >= MAX_CACHED:
+                self._hand_turns.clear()
+            self._hand_turns[q.key] = self._hand_turns.get(q.key, 0) + 1
+        self._count(udp, made.counters)
+        reply = made.reply  # its question lower-cased: spelled back as the client did
+        return reply[:HEADER] + data[HEADER : q.name_end] + reply[q.name_end :]
+
+    def _through_cache(self, cache: AnswerCache, q: Query, udp: bool) -> bytes | None:
+        """The reply, made and kept; None when the dnslib path must answer."""
+        key = q.key
+        if cache.declined(key):
+            return None
+        made = self._made(q, udp, 0)
+        if made is None:
+            cache.decline(key)
+            return None
+        cache.store(q.data, key, q.question_end, made, partial(self._remade, q, udp))
+        reply = cache.hit(q.data)
+        if reply is not None:
+            self._count(udp, cache.counters)
+        return reply
+
+    def _remade(self, q: Query, udp: bool, turn: int) -> Made:
+        made = self._made(q, udp, turn)
+        assert made is not None  # it was made for turn 0 from the same view
+        return made
+
+    def _hand_turn(self, q: Query) -> int:
+        return self._hand_turns.get(q.key, 0)
+
+    def _made(self, q: Query, udp: bool, turn: int) -> Made | None:
+        """The reply by hand, else packed by dnslib; None when only ``respond`` can."""
+        limit = limit_for(q.edns, q.size, self.max_udp, udp)
+        assert self.hand is not None
+        made = self.hand.encode(q, limit, udp, turn)
+        return made if made is not None else self._dnslib_made(q, limit, udp, turn)
+
+    def _count(self, udp: bool, names_: Iterable[str]) -> None:
+        counts = self.stats.counts
+        counts["queries_udp" if udp else "queries_tcp"] += 1
+        for name in names_:
+            counts[name] += 1
+
+    # -- the dnslib path
 
     def respond(self, wire: bytes, udp: bool) -> bytes | Forward | None:
         self.stats.bump("queries_udp" if udp else "queries_tcp")
@@ -124,67 +312,83 @@ class Responder:
             return self._error(msg, edns.error)
         if edns.version > EDNS_VERSION:
             return self._badvers(msg)
-        limit = _limit(edns, self.max_udp, udp)
+        limit = limit_for(edns.present, edns.size, self.max_udp, udp)
         q = msg.questions[0]
         answer = self._lookup(q)
         if answer is _OUTSIDE and self.forwarding:
             self.stats.bump("forwarded")
             return Forward(msg, wire, limit)
-        reply, truncated = self._pack(msg, answer, edns.present, limit, self._turn(q, answer))
+        answer, turn = self._turned(q, answer, udp)
+        reply, truncated = self._pack(msg, answer, edns.present, limit, turn)
         for name in _counters(answer, truncated):
             self.stats.bump(name)
         return reply
 
-    def encoded(self, wire: bytes, udp: bool) -> Encoded | None:
-        """For the fast path: the replies to a standard query, one per rotation step.
+    def _limited(self, q: DNSQuestion, answer: Answer, udp: bool, turn: int) -> Answer:
+        """Under --udp-answer-limit, a UDP answer with at most that many instances."""
+        if not (udp and self.udp_limit and answer.answer and answer.authoritative):
+            return answer
+        qname = qname_key(q)
+        nq = names.parse(qname, self.authority.zone)
+        if nq is None or nq.kind not in _LIMITED_KINDS:
+            return answer
+        pick = partial(pick_for_udp, limit=self.udp_limit, turn=turn)
+        return self.authority.lookup(qname, q.qtype, pick) or answer
 
-        None when the query is not a plain one this path answers from its cache (errors,
-        forwards): the caller then goes through ``respond``. Counts nothing itself.
-        """
+    def _dnslib_made(self, q: Query, limit: int, udp: bool, turn: int) -> Made | None:
+        """For the answer cache: the dnslib path's reply to a standard query, or None
+        for forwarded names. Counts nothing itself."""
         try:
-            msg = DNSRecord.parse(wire)
-            if msg.header.qr or msg.header.opcode != OPCODE.QUERY or len(msg.questions) != 1:
-                return None
-            edns = _edns(msg)
-            if edns.error or edns.version > EDNS_VERSION:
-                return None
-            answer = self._lookup(msg.questions[0])
+            msg = DNSRecord.parse(q.data)
+            question = msg.questions[0]
+            answer = self._lookup(question)
             if answer is _OUTSIDE and self.forwarding:
                 return None
-            return self._encode_all(msg, answer, edns.present, _limit(edns, self.max_udp, udp))
+            answer = self._limited(question, answer, udp, turn)
+            reply, truncated = self._pack(msg, answer, q.edns, limit, turn)
         except Exception:  # the dnslib path will meet it again, and log and count it
             return None
+        # Lower-cased question: the cache spells it anew for each query.
+        reply = reply[:HEADER] + q.lower_name + reply[q.name_end :]
+        cycle = 1 if truncated else (len(answer.answer) if answer.rotate else answer.cycle)
+        return Made(reply, _counters(answer, truncated), cycle, -1, self._scope(question, answer))
 
-    def _encode_all(self, msg: DNSRecord, answer: Answer, edns: bool, limit: int) -> Encoded:
-        first, truncated = self._pack(msg, answer, edns, limit, 0)
-        counters = _counters(answer, truncated)
-        count = len(answer.answer)
-        if not answer.rotate or truncated or count < 2:
-            return Encoded((first,), counters)
-        steps = min(count, RING)
-        turns = [i * count // steps for i in range(1, steps)]
-        rest = [self._pack(msg, answer, edns, limit, turn)[0] for turn in turns]
-        return Encoded((first, *rest), counters)
+    def _scope(self, q: DNSQuestion, answer: Answer) -> str:
+        qname = qname_key(q)
+        if any(r.rtype == QTYPE.CNAME for r in answer.answer):
+            return EVERY  # a chase may end in any zone, the registry's included
+        if self.authority.zone_of(qname) != self.authority.zone:
+            return STATIC
+        if any(r.rtype == QTYPE.SOA for r in (*answer.answer, *answer.authority)):
+            return EVERY  # the serial moves with every change
+        return scope_of(self.authority.zone, qname)
 
     def _lookup(self, q: DNSQuestion) -> Answer:
-        if q.qclass not in (_CLASS_IN, _CLASS_ANY) or q.qtype in _REFUSED_TYPES:
+        if q.qclass not in (proto.CLASS_IN, proto.CLASS_ANY) or q.qtype in _REFUSED_TYPES:
             return refused()
         key = (qname_key(q), q.qtype)
         answer = self._cache.get(key)
         if answer is None:
             if len(self._cache) >= MAX_CACHED:
-                self.invalidate()
-            answer = self.authority.lookup(*key) or _OUTSIDE
+                self._cache.clear()
+                self._cache_scopes.clear()
+            found = self.authority.lookup(*key)
+            answer = found or _OUTSIDE
             self._cache[key] = answer
+            scope = self._scope(q, answer) if found is not None else STATIC
+            self._cache_scopes.setdefault(scope, []).append(key)
         return answer
 
-    def _turn(self, q: DNSQuestion, answer: Answer) -> int:
-        if not answer.rotate or not answer.answer:
-            return 0
+    def _turned(self, q: DNSQuestion, answer: Answer, udp: bool) -> tuple[Answer, int]:
+        """The answer as this turn gives it (rotated, or limited), and the turn."""
         key = (qname_key(q), q.qtype)
         turn = self._turns.get(key, 0)
+        answer = self._limited(q, answer, udp, turn)
+        cycle = len(answer.answer) if answer.rotate else answer.cycle
+        if cycle < 2:
+            return answer, 0
         self._turns[key] = turn + 1
-        return turn % len(answer.answer)
+        return answer, turn % cycle
 
     # -- building replies
 
@@ -219,7 +423,10 @@ class Responder:
             ar=[*answer.additional, *opt],
         )
         wire, truncated = _fit(reply, opt, limit)
-        return with_question_name(wire, name_wire(labels)), truncated
+        # Put the client's spelling back (names compressed into the question then read
+        # back in the client's case, which DNS compares without).
+        spelled = name_wire(labels)
+        return wire[:HEADER] + spelled + wire[HEADER + len(spelled) :], truncated
 
     def _error(self, msg: DNSRecord, rcode: int, echo: bool = False) -> bytes:
         for name in _counters(Answer(rcode), truncated=False):
@@ -242,7 +449,7 @@ class Responder:
         if reply is None:
             return self._error(forward.request, RCODE.SERVFAIL, echo=True)
         # We offer recursion through the upstreams, whatever the upstream says of itself.
-        reply = reply[:3] + bytes([reply[3] | _RA_BIT]) + reply[4:]
+        reply = reply[:3] + bytes([reply[3] | proto.RA]) + reply[4:]
         if len(reply) <= forward.limit:
             return reply
         self.stats.bump("truncated")
@@ -252,28 +459,9 @@ class Responder:
         return bytes(DNSRecord(header, questions=forward.request.questions, ar=ar).pack())
 
 
-def _limit(edns: _Edns, max_udp: int, udp: bool) -> int:
-    if not udp:
-        return TCP_MAX
-    return min(edns.size, max_udp) if edns.present else CLASSIC_UDP
-
-
-_RCODE_COUNTERS = {
-    RCODE.NXDOMAIN: "nxdomain",
-    RCODE.REFUSED: "refused",
-    RCODE.FORMERR: "formerr",
-    RCODE.NOTIMP: "notimp",
-    RCODE.SERVFAIL: "servfail",
-}
-
-
 def _counters(answer: Answer, truncated: bool) -> tuple[str, ...]:
     """The stats one reply bumps, besides the query counter."""
-    name = _RCODE_COUNTERS.get(answer.rcode)
-    if name is None and not answer.answer:
-        name = "nodata"
-    named = (name,) if name is not None else ()
-    return (*named, "truncated") if truncated else named
+    return counters(answer.rcode, bool(answer.answer), truncated)
 
 
 def _answer_records(qname: DNSLabel, answer: Answer, turn: int) -> list[RR]:

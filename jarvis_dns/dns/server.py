@@ -1,9 +1,10 @@
 """The DNS sockets: UDP and TCP on every ``--dns`` address (asyncio; only bytes move here).
 
-A standard UDP query is answered inside ``datagram_received`` from the fast path's
-encoded replies (wire.py), with no queue and no dnslib. Every other datagram waits in a
-bounded backlog and is answered in batches by the dnslib path, so a flood costs
-dropped datagrams (counted), never unbounded memory. TCP follows RFC 7766: two-byte
+Every message goes to the responder's one ``answer``. Over UDP a standard query is
+answered inside ``datagram_received`` (cache or hand encoder), with no queue; the
+responder defers anything unusual (``LATER``), which waits in a bounded backlog and is
+answered in batches, so a flood costs dropped datagrams (counted), never unbounded
+memory. TCP follows RFC 7766: two-byte
 length prefix, many queries per connection, pipelining (forwarded queries may be
 answered out of order), an idle timeout, and a cap on open connections.
 """
@@ -22,12 +23,11 @@ from typing import Any, cast
 
 from jarvis_dns.config import Config, split_hostport
 from jarvis_dns.discovery import Discovery
-from jarvis_dns.dns.authority import Authority
-from jarvis_dns.dns.records import RegistryRecords
-from jarvis_dns.dns.responder import Forward, Responder
+from jarvis_dns.dns.compose import build
+from jarvis_dns.dns.proto import framed
+from jarvis_dns.dns.responder import LATER, Forward, Responder
 from jarvis_dns.dns.stats import Stats
-from jarvis_dns.dns.upstream import Upstream, parse_upstreams
-from jarvis_dns.dns.zones import ZoneSet
+from jarvis_dns.dns.upstream import Upstream
 from jarvis_dns.errors import ConfigError
 from jarvis_dns.registry.events import EventSource
 
@@ -56,16 +56,16 @@ _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
-    """Answers from the fast path right here; hands everything else to ``on_datagram``."""
+    """Answers standard queries right here; hands the rest to ``on_datagram``."""
 
     def __init__(
         self,
         on_datagram: Callable[[_UdpProtocol, bytes, Any], None],
-        fast: Callable[[bytes], bytes | None] | None,
+        responder: Responder,
         stats: Stats,
     ) -> None:
         self.on_datagram = on_datagram
-        self.fast = fast
+        self.answer = responder.answer
         self.stats = stats
         self.transport: asyncio.DatagramTransport | None = None
         self._buffered: Callable[[], int] = lambda: 0
@@ -77,20 +77,19 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self._buffered = getattr(transport, "get_write_buffer_size", self._buffered)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        if self.fast is not None:
-            try:
-                reply = self.fast(data)
-            except Exception:  # never die of a packet; the dnslib path may still answer
-                log.exception("UDP fast path failed for %s", addr)
-                self.stats.bump("errors")
-                reply = None
-            if reply is not None:
-                if self._buffered() > MAX_UDP_WRITE_BUFFER:
-                    self.stats.bump("backlog_dropped")
-                elif self.transport is not None:
-                    self.transport.sendto(reply, addr)
-                return
-        self.on_datagram(self, data, addr)
+        try:
+            reply = self.answer(data, True, later=True)
+        except Exception:  # never die of a packet; the backlog's turn may still answer
+            log.exception("UDP query from %s failed", addr)
+            self.stats.bump("errors")
+            reply = LATER
+        if reply is LATER:
+            self.on_datagram(self, data, addr)
+        elif isinstance(reply, bytes):
+            if self._buffered() > MAX_UDP_WRITE_BUFFER:
+                self.stats.bump("backlog_dropped")
+            elif self.transport is not None:
+                self.transport.sendto(reply, addr)
 
     def error_received(self, exc: Exception) -> None:
         pass  # ICMP errors from clients that went away: nothing to do
@@ -104,33 +103,24 @@ class _Connection:
 class DnsServer:
     def __init__(
         self,
-        discovery: Discovery,
+        responder: Responder | Discovery,
         events: EventSource,
         config: Config,
         *,
         upstream: Upstream | None = None,
         tcp_idle_s: float = TCP_IDLE_S,
     ) -> None:
+        """responder: what answers (``dns.build``); events: who tells of registry changes.
+
+        A ``Discovery`` in place of the responder builds one from config (the form
+        app.py used before ``dns.build``)."""
+        if isinstance(responder, Discovery):
+            responder = build(responder, None, config, upstream=upstream)
         self.config = config
+        self.responder = responder
         self.tcp_idle_s = tcp_idle_s
         self._events = events
-        self._stats = Stats()
-        self._zones = ZoneSet(config.zones_dir, config.zone)
-        self._records = RegistryRecords(
-            discovery, config.zone, config.dns_ttl, config.dns_negative_ttl
-        )
-        self._authority = Authority(self._records)
-        servers = parse_upstreams(config.upstreams)
-        timeout = config.upstream_timeout_s
-        self._upstream = upstream or (Upstream(servers, timeout) if servers else None)
-        self.responder = Responder(
-            self._authority, self._stats, config.max_udp_size, self._upstream is not None
-        )
-        # The fast path (wire.py) answers standard queries from encoded replies; off, every
-        # query takes the dnslib path. Both give the same bytes (tests run both).
-        fast = config.dns_fast_path
-        self._fast_udp = self.responder.fast_udp.answer if fast else None
-        self._fast_tcp = self.responder.fast_tcp.answer if fast else None
+        self._stats = responder.stats
         self._udp: list[asyncio.DatagramTransport] = []
         self._tcp: list[asyncio.Server] = []
         self._addresses: list[tuple[str, int]] = []
@@ -151,11 +141,9 @@ class DnsServer:
         except BaseException:
             await self.stop()
             raise
-        hosts = [_WILDCARDS.get(h, h) for h, _ in self._addresses]
-        self._records.ns_addresses = list(dict.fromkeys(hosts))
-        # Every registry change empties the answer cache, so the next answer is fresh.
-        self._unsubscribe = self._events.subscribe(self.responder.invalidate)
-        self.responder.invalidate()
+        self.responder.set_ns_addresses([_WILDCARDS.get(h, h) for h, _ in self._addresses])
+        # Each registry change drops the answers it could alter: the next one is fresh.
+        self._unsubscribe = self._events.subscribe(self.responder.changed)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -193,10 +181,7 @@ class DnsServer:
 
     def reload_zones(self) -> list[str]:
         """Re-read config.zones_dir; a broken file raises ZoneError and changes nothing."""
-        loaded = self._zones.reload()
-        self._authority.zones = self._zones.zones
-        self.responder.invalidate()
-        return loaded
+        return self.responder.reload_zones()
 
     # -- binding
 
@@ -223,7 +208,7 @@ class DnsServer:
         loop = asyncio.get_running_loop()
         try:
             transport, _ = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self._on_datagram, self._fast_udp, self._stats),
+                lambda: _UdpProtocol(self._on_datagram, self.responder, self._stats),
                 local_addr=(host, port),
             )
         except OSError as exc:
@@ -258,10 +243,10 @@ class DnsServer:
             self._draining = False
 
     def _answer_udp(self, protocol: _UdpProtocol, data: bytes, addr: Any) -> None:
-        reply = self.responder.respond(data, udp=True)
+        reply = self.responder.answer(data, True)
         if isinstance(reply, Forward):
             self._spawn_forward(reply, lambda wire: self._send_udp(protocol, wire, addr))
-        elif reply is not None:
+        elif isinstance(reply, bytes):
             self._send_udp(protocol, reply, addr)
 
     def _send_udp(self, protocol: _UdpProtocol, wire: bytes, addr: Any) -> None:
@@ -289,9 +274,10 @@ class DnsServer:
         return task
 
     async def _forward(self, forward: Forward, send: Callable[[bytes], None]) -> None:
-        assert self._upstream is not None
+        upstream = self.responder.upstream
+        assert upstream is not None
         try:
-            reply = await self._upstream.query(forward.wire)
+            reply = await upstream.query(forward.wire)
             send(self.responder.forwarded(forward, reply))
         except Exception:
             log.exception("forwarding failed")
@@ -337,19 +323,18 @@ class DnsServer:
             conn.idle = False
             async with asyncio.timeout(TCP_READ_S):
                 data = await reader.readexactly(size)
-            reply = self.answer(data, udp=False)
+            reply = self.responder.answer(data, False)
             if isinstance(reply, Forward):
                 await self._pipeline(reply, writer, pending)
-            elif reply is not None:
-                writer.write(_framed(reply))
+            elif isinstance(reply, bytes):
+                writer.write(framed(reply))
             async with asyncio.timeout(TCP_READ_S):
                 await writer.drain()
 
     def answer(self, data: bytes, udp: bool) -> bytes | Forward | None:
-        """What the sockets answer to one message: the fast path, else the dnslib path."""
-        fast = self._fast_udp if udp else self._fast_tcp
-        reply = fast(data) if fast is not None else None
-        return reply if reply is not None else self.responder.respond(data, udp)
+        """What the sockets answer to one message (for tests: no socket needed)."""
+        reply = self.responder.answer(data, udp)
+        return None if reply is LATER else reply
 
     async def _pipeline(
         self, forward: Forward, writer: asyncio.StreamWriter, pending: set[asyncio.Task[None]]
@@ -359,7 +344,7 @@ class DnsServer:
 
         def send(wire: bytes) -> None:
             if not writer.is_closing():
-                writer.write(_framed(wire))  # one write per message: frames never interleave
+                writer.write(framed(wire))  # one write per message: frames never interleave
 
         task = self._spawn_forward(forward, send)
         if task is not None:
@@ -372,10 +357,6 @@ def _grow_receive_buffer(sock: Any) -> None:
     with contextlib.suppress(OSError, AttributeError):
         if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < UDP_RECEIVE_BUFFER:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
-
-
-def _framed(wire: bytes) -> bytes:
-    return struct.pack("!H", len(wire)) + wire
 
 
 async def _cancel_all(tasks: set[asyncio.Task[Any]]) -> None:

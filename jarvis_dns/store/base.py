@@ -11,9 +11,18 @@ In DESIGN's words: the store is the log; the view is its projection.
 * ``await write_liveness(rows)``: heartbeat times, metrics and check output, batched;
   a row applies only while the stored record has the row's modify_index (a newer full
   write wins).
-* ``changes(from_index)``: batches committed by anyone else, in index order, for
-  ``apply``; empty for a single node (memory, SQLite), the etcd watch for a cluster.
+* ``changes(from_index)``: (index, batch) committed after from_index, in index order,
+  for ``apply`` (and (0, Touch) for another node's liveness: heartbeat times, metrics);
+  empty for a single node (memory, SQLite), the etcd watch for a cluster.
 * ``await close()``: finish what is queued, then release everything.
+* ``echoes``: False for a store only this node writes (memory, SQLite): the writer
+  applies its own batches as their commits return, in index order. True for a shared
+  store (etcd): every batch, this node's own included, comes back through
+  ``changes()``, and the writer waits for its view to reach the committed index, so
+  local and remote changes are applied by one loop in revision order.
+* A shared store commits a batch only if the keys its plan read still have the
+  ``modify_index`` recorded in ``batch.reads``; otherwise it raises StaleRead (with the
+  store's revision) and the writer plans again once its view has caught up.
 """
 
 from __future__ import annotations
@@ -22,21 +31,24 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 from jarvis_dns.models import Batch, LivenessRow, Snapshot
+from jarvis_dns.registry.plan import Touch
 
 
 class Store(Protocol):
+    echoes: bool
+
     async def load(self) -> Snapshot: ...
 
     async def commit(self, batch: Batch) -> int: ...
 
     async def write_liveness(self, rows: Sequence[LivenessRow]) -> None: ...
 
-    def changes(self, from_index: int) -> AsyncIterator[tuple[int, Batch]]: ...
+    def changes(self, from_index: int) -> AsyncIterator[tuple[int, Batch | Touch]]: ...
 
     async def close(self) -> None: ...
 
 
-async def no_changes(from_index: int) -> AsyncIterator[tuple[int, Batch]]:
+async def no_changes(from_index: int) -> AsyncIterator[tuple[int, Batch | Touch]]:
     """The changes() of a store no other node writes to."""
     return
     yield  # an async generator that ends at once

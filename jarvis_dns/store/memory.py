@@ -8,10 +8,13 @@ from collections.abc import AsyncIterator, Sequence
 
 from jarvis_dns.models import Batch, Event, Instance, Key, LivenessRow, Snapshot
 from jarvis_dns.registry.apply import stamp
+from jarvis_dns.registry.plan import Touch
 from jarvis_dns.store.base import no_changes
 
 
 class MemoryStore:
+    echoes = False  # only this process writes it: Changes applies its own commits
+
     def __init__(self, event_log_size: int = 10_000) -> None:
         self._instances: dict[Key, Instance] = {}
         self._events: deque[Event] = deque(maxlen=event_log_size)
@@ -47,7 +50,7 @@ class MemoryStore:
                 kept.metrics = row.metrics
                 kept.check_output = row.check_output
 
-    def changes(self, from_index: int) -> AsyncIterator[tuple[int, Batch]]:
+    def changes(self, from_index: int) -> AsyncIterator[tuple[int, Batch | Touch]]:
         return no_changes(from_index)
 
     async def close(self) -> None:

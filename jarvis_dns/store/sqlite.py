@@ -28,6 +28,7 @@ from pathlib import Path
 from jarvis_dns.errors import ConfigError, StoreError
 from jarvis_dns.models import Batch, Event, Instance, LivenessRow, Snapshot
 from jarvis_dns.registry.apply import stamp
+from jarvis_dns.registry.plan import Touch
 from jarvis_dns.store.base import no_changes
 from jarvis_dns.store.schema import migrate
 
@@ -84,6 +85,8 @@ def _encode(batch: Batch) -> _Job:
 
 
 class SqliteStore:
+    echoes = False  # one node writes it: Changes applies its own commits
+
     def __init__(self, path: str | Path, event_log_size: int = 10_000) -> None:
         self.path = Path(path)
         self._event_log_size = event_log_size
@@ -126,7 +129,7 @@ class SqliteStore:
         for future in futures:
             await future
 
-    def changes(self, from_index: int) -> AsyncIterator[tuple[int, Batch]]:
+    def changes(self, from_index: int) -> AsyncIterator[tuple[int, Batch | Touch]]:
         return no_changes(from_index)
 
     async def close(self) -> None:
