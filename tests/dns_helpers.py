@@ -20,21 +20,29 @@ from conftest import free_port
 from ledger import Ledger
 
 from jarvis_dns.config import Config
+from jarvis_dns.dns import build
 from jarvis_dns.dns.server import DnsServer
+from jarvis_dns.dns.upstream import Upstream
 from jarvis_dns.models import InstanceSpec, Status
 
 ZONE = "jarvis.internal."
 TIMEOUT_S = 3.0
-# Which path config() builds servers with; the dns_path fixture runs each test with both.
-FAST_PATH = True
+# Which path config() and dns_server() build servers with; the dns_path fixture runs
+# each test on all three.
+FAST_PATH = True  # standard queries by the cache and the hand encoder; False: dnslib
+CACHE = True  # False: every reply encoded anew, by hand (the miss path alone)
+PATHS = {"fast": (True, True), "hand": (True, False), "dnslib": (False, True)}
 
 
-@pytest.fixture(autouse=True, params=[True, False], ids=["fast", "dnslib"])
-def dns_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
-    """Every DNS test that imports this runs against the fast path and the dnslib path;
-    the expectations are the same, so the two answer alike."""
-    monkeypatch.setattr(f"{__name__}.FAST_PATH", request.param)
-    return bool(request.param)
+@pytest.fixture(autouse=True, params=sorted(PATHS))
+def dns_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every DNS test that imports this runs on the fast path (answer cache), the
+    hand-encoded miss path (no cache) and the dnslib path; the expectations are the
+    same, so the three answer alike."""
+    fast, cache = PATHS[request.param]
+    monkeypatch.setattr(f"{__name__}.FAST_PATH", fast)
+    monkeypatch.setattr(f"{__name__}.CACHE", cache)
+    return str(request.param)
 
 
 @dataclass
@@ -99,9 +107,22 @@ async def running(
         await server.stop()
 
 
-def dns_server(registry: Ledger, cfg: Config | None = None, **kwargs: Any) -> DnsServer:
+def dns_server(
+    registry: Ledger,
+    cfg: Config | None = None,
+    *,
+    upstream: Upstream | None = None,
+    cache: bool | None = None,
+    udp_limit: int | None = None,
+    **kwargs: Any,
+) -> DnsServer:
     """A DnsServer over the ledger's view, as app.py builds one over the real view."""
-    return DnsServer(registry.discovery, registry, cfg or config(), **kwargs)
+    cfg = cfg or config()
+    cache = CACHE if cache is None else cache
+    responder = build(
+        registry.discovery, None, cfg, upstream=upstream, cache=cache, udp_limit=udp_limit
+    )
+    return DnsServer(responder, registry, cfg, **kwargs)
 
 
 @dataclass

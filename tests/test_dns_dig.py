@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from dns_helpers import (
-    dns_path,  # noqa: F401  (autouse: both paths)
+    dns_path,  # noqa: F401  (autouse: every path)
     dnsmasq,
     example_registry,
     running,

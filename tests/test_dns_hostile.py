@@ -12,7 +12,7 @@ import dns.message
 from dns_helpers import (
     ZONE,
     ask,
-    dns_path,  # noqa: F401  (autouse: both paths)
+    dns_path,  # noqa: F401  (autouse: every path)
     example_registry,
     running,
 )

@@ -9,7 +9,7 @@ import socket
 
 from dns_helpers import (
     ZONE,
-    dns_path,  # noqa: F401  (autouse: both paths)
+    dns_path,  # noqa: F401  (autouse: every path)
     example_registry,
     running,
 )

@@ -15,7 +15,7 @@ import pytest
 from dns_helpers import (
     ZONE,
     config,
-    dns_path,  # noqa: F401  (autouse: both paths)
+    dns_path,  # noqa: F401  (autouse: every path)
     dns_server,
     example_registry,
     reduce,
@@ -29,7 +29,7 @@ from jarvis_dns.models import InstanceSpec, Status
 
 def _server(reg: Ledger | None = None, **overrides: object) -> DnsServer:
     server = dns_server(reg or example_registry(), config(**overrides))
-    server._events.subscribe(server.responder.invalidate)  # start() does this
+    server._events.subscribe(server.responder.changed)  # start() does this
     return server
 
 

@@ -13,7 +13,7 @@ import pytest
 from dns_helpers import (
     ask,
     config,
-    dns_path,  # noqa: F401  (autouse: both paths)
+    dns_path,  # noqa: F401  (autouse: every path)
     dns_server,
     dnsmasq,
     running,

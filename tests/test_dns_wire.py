@@ -1,8 +1,10 @@
-"""The fast path (dns/wire.py) against the dnslib path, byte for byte, with no sockets.
+"""The answer cache and the hand encoder against the dnslib path, byte for byte, with
+no sockets.
 
-Two servers on one registry: one answers through ``answer`` (fast path first), the
-other only through the responder's dnslib path. Rotation turns start at zero in both,
-so even rotated answers must be the same bytes in the same order.
+Servers on one registry: one answers through the answer cache (cache.py, filled by the
+hand encoder), one through the hand encoder alone (no cache), one only through the
+dnslib path. Rotation turns start at zero in all, so even rotated answers must be the
+same bytes in the same order.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import pytest
 from dns_helpers import ZONE, config, dns_server, example_registry, reduce
 from ledger import Ledger
 
-from jarvis_dns.dns import wire
+from jarvis_dns.dns import cache
+from jarvis_dns.dns.query import classify
+from jarvis_dns.dns.responder import LATER
 from jarvis_dns.dns.server import DnsServer
-from jarvis_dns.dns.wire import FastPath
 from jarvis_dns.models import InstanceSpec, Status
 
 Z = ZONE
@@ -66,15 +69,22 @@ def registry() -> Ledger:
     return reg
 
 
-def pair(reg: Ledger, **overrides: object) -> tuple[DnsServer, DnsServer]:
-    """(fast, dnslib) servers on one registry, subscribed as start() would."""
+def pair(reg: Ledger, cached: bool = True, **overrides: object) -> tuple[DnsServer, DnsServer]:
+    """(fast, dnslib) servers on one registry, subscribed as start() would; the fast one
+    with the answer cache, or (cached=False) the hand encoder alone."""
     servers = (
-        dns_server(reg, config(dns_fast_path=True, **overrides)),
+        dns_server(reg, config(dns_fast_path=True, **overrides), cache=cached),
         dns_server(reg, config(dns_fast_path=False, **overrides)),
     )
     for server in servers:
-        reg.subscribe(server.responder.invalidate)
+        reg.subscribe(server.responder.changed)
     return servers
+
+
+def cached(server: DnsServer, udp: bool = True) -> cache.AnswerCache:
+    found = server.responder.udp_cache if udp else server.responder.tcp_cache
+    assert found is not None
+    return found
 
 
 def spelled(name: str, rng: random.Random) -> str:
@@ -90,9 +100,8 @@ def query(name: str, rdtype: str, qid: int = 0x1234, rd: bool = True, **make: ob
 
 
 def fast_reply(server: DnsServer, data: bytes, udp: bool = True) -> bytes:
-    fast = server.responder.fast_udp if udp else server.responder.fast_tcp
-    reply = fast.answer(data)
-    assert reply is not None, "the fast path should have answered"
+    reply = server.responder.answer(data, udp, later=True)
+    assert isinstance(reply, bytes), "the cache or the hand encoder should have answered"
     return reply
 
 
@@ -106,9 +115,10 @@ def rotations(server: DnsServer, data: bytes, udp: bool) -> set[bytes]:
     return replies
 
 
+@pytest.mark.parametrize("cached", [True, False], ids=["cache", "hand"])
 @pytest.mark.parametrize("udp", [True, False], ids=["udp", "tcp"])
-def test_every_question_is_byte_for_byte_a_dnslib_reply(udp: bool) -> None:
-    fast, slow = pair(registry())
+def test_every_question_is_byte_for_byte_a_dnslib_reply(udp: bool, cached: bool) -> None:
+    fast, slow = pair(registry(), cached)
     rng = random.Random(6)
     for name, rdtype in QUESTIONS:
         for edns in EDNS:
@@ -121,16 +131,18 @@ def test_every_question_is_byte_for_byte_a_dnslib_reply(udp: bool) -> None:
                         assert reply[:2] == data[:2] and reply[2:] in expected, (spelling, edns)
 
 
-def test_rotation_steps_like_the_dnslib_path() -> None:
-    fast, slow = pair(registry())
+@pytest.mark.parametrize("cached", [True, False], ids=["cache", "hand"])
+def test_rotation_steps_like_the_dnslib_path(cached: bool) -> None:
+    fast, slow = pair(registry(), cached)
     data = query(f"rr.{Z}", "A", use_edns=0)
     for _ in range(7):
         assert fast_reply(fast, data) == slow.responder.respond(data, True)
 
 
+@pytest.mark.parametrize("cached", [True, False], ids=["cache", "hand"])
 @pytest.mark.parametrize("udp", [True, False], ids=["udp", "tcp"])
-def test_both_paths_count_alike(udp: bool) -> None:
-    fast, slow = pair(registry())
+def test_both_paths_count_alike(udp: bool, cached: bool) -> None:
+    fast, slow = pair(registry(), cached)
     for name, rdtype in QUESTIONS:
         for edns in EDNS[:3]:
             data = query(name, rdtype, **edns)
@@ -172,9 +184,9 @@ def test_a_records_rotate_through_every_address_whatever_the_spelling() -> None:
 def test_many_addresses_rotate_through_a_ring_of_leaders() -> None:
     fast, _ = pair(registry())
     data = query(f"big.{Z}", "A", use_edns=0, payload=1232)
-    replies = [dns.message.from_wire(fast_reply(fast, data)) for _ in range(2 * wire.RING)]
+    replies = [dns.message.from_wire(fast_reply(fast, data)) for _ in range(2 * cache.RING)]
     leaders = [reduce(r).answer[0] for r in replies]
-    assert len(set(leaders)) == wire.RING and leaders[: wire.RING] == leaders[wire.RING :]
+    assert len(set(leaders)) == cache.RING and leaders[: cache.RING] == leaders[cache.RING :]
     assert all(len(r.answer[0]) == 40 for r in replies)
 
 
@@ -207,11 +219,12 @@ def test_the_very_next_answer_after_a_change_is_fresh(change: str) -> None:
         query(f"0._rr._tcp.{Z}", "TXT"),
         query(f"nope.{Z}", "A"),  # the SOA serial in authority moves with the index
         query(Z, "SOA"),
+        query(f"_auth._tcp.{Z}", "SRV"),  # another service: kept
     ]
     for data in questions:  # cached now: the second answer is a hit
         fast_reply(fast, data)
         fast_reply(fast, data)
-    assert len(fast.responder.fast_udp) == len(questions)
+    assert len(cached(fast)) == len(questions)
     if change == "register":
         reg.register(InstanceSpec("rr", 9, "10.2.0.9", 80))
     elif change == "busy":
@@ -224,7 +237,9 @@ def test_the_very_next_answer_after_a_change_is_fresh(change: str) -> None:
         reg.deregister("rr", 0)
     else:
         reg.heartbeat("rr", 2)
-    assert len(fast.responder.fast_udp) == 0
+    # Only rr's three names are dropped; the negative answer and the SOA keep their
+    # place and get the new serial patched in.
+    assert len(cached(fast)) == len(questions) - 3
     for data in questions:
         assert fast_reply(fast, data) == slow.responder.respond(data, True)
 
@@ -232,9 +247,9 @@ def test_the_very_next_answer_after_a_change_is_fresh(change: str) -> None:
 def test_a_zone_reload_empties_the_cache(tmp_path: object) -> None:
     fast, _ = pair(registry())
     fast_reply(fast, query(f"auth.{Z}", "A"))
-    assert len(fast.responder.fast_udp) == 1
+    assert len(cached(fast)) == 1
     fast.reload_zones()
-    assert len(fast.responder.fast_udp) == 0
+    assert len(cached(fast)) == 0
 
 
 def _with_counts(data: bytes, qd: int, an: int, ns: int, ar: int) -> bytes:
@@ -273,8 +288,9 @@ def _fallbacks() -> dict[str, bytes]:
 def test_unusual_queries_go_the_dnslib_way(case: str) -> None:
     data = _fallbacks()[case]
     fast, slow = pair(registry())
-    assert fast.responder.fast_udp.answer(data) is None
-    assert fast.responder.fast_tcp.answer(data) is None
+    assert classify(data) is None
+    assert fast.responder.answer(data, True, later=True) is LATER
+    assert fast.responder.answer(data, False, later=True) is LATER
     assert fast.answer(data, udp=True) == slow.answer(data, udp=True)
     assert fast.stats() == slow.stats()  # counted once, by the dnslib path
 
@@ -283,9 +299,10 @@ def test_forwarded_names_go_the_dnslib_way_every_time() -> None:
     fast, _ = pair(Ledger(clock=lambda: 0.0), upstreams=["127.0.0.1:1"])
     data = query("example.com.", "A")
     for _ in range(2):
-        assert fast.responder.fast_udp.answer(data) is None
-    assert fast.stats()["queries_udp"] == 0  # the fast path counted nothing
-    assert fast.responder.encoded(data, True) is None
+        assert fast.responder.answer(data, True, later=True) is LATER
+    assert fast.stats()["queries_udp"] == 0  # nothing counted until the dnslib path answers
+    q = classify(data)
+    assert q is not None and cached(fast).declined(q.key)
 
 
 def test_mutated_packets_either_fall_back_or_match_the_dnslib_path() -> None:
@@ -297,36 +314,29 @@ def test_mutated_packets_either_fall_back_or_match_the_dnslib_path() -> None:
         data = bytearray(rng.choice(seeds))
         for _ in range(rng.randint(1, 3)):
             data[rng.randrange(len(data))] = rng.randrange(256)
-        mine = fast.responder.fast_udp.answer(bytes(data))
-        if mine is not None:
+        mine = fast.responder.answer(bytes(data), True, later=True)
+        if isinstance(mine, bytes):
             answered += 1
             assert mine == slow.responder.respond(bytes(data), True), bytes(data)
     assert answered > 500  # case flips, IDs, flags and types still take the fast path
 
 
 def test_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(wire, "MAX_QUESTIONS", 10)
-    monkeypatch.setattr(wire, "MAX_SPELLINGS", 10)
+    monkeypatch.setattr(cache, "MAX_QUESTIONS", 10)
+    monkeypatch.setattr(cache, "MAX_SPELLINGS", 10)
     fast, _ = pair(registry())
     for i in range(25):
         reply = dns.message.from_wire(fast_reply(fast, query(f"n{i}.{Z}", "A")))
         assert reply.rcode() == dns.rcode.NXDOMAIN
-        assert len(fast.responder.fast_udp) <= 10
-
-
-def test_a_fast_path_with_a_failing_encoder_falls_back() -> None:
-    counts = {"queries_udp": 0}
-    fast = FastPath(lambda data: None, counts, "queries_udp")
-    assert fast.answer(query(f"auth.{Z}", "A")) is None
-    assert counts["queries_udp"] == 0
+        assert len(cached(fast)) <= 10
 
 
 def test_the_cache_bytes_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(wire, "MAX_BYTES", 20_000)
+    monkeypatch.setattr(cache, "MAX_BYTES", 20_000)
     fast, slow = pair(registry())
     # EDNS sizes varied to make many entries of a rotated 40-address answer.
     for size in range(1200, 1232):
         data = query(f"big.{Z}", "A", use_edns=0, payload=size)
         assert fast_reply(fast, data)[2:] in rotations(slow, data, True)
-        assert fast.responder.fast_udp._bytes <= 20_000
-    assert len(fast.responder.fast_udp) < 10
+        assert cached(fast)._bytes <= 20_000
+    assert len(cached(fast)) < 10
