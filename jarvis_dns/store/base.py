@@ -14,6 +14,8 @@ In DESIGN's words: the store is the log; the view is its projection.
 * ``changes(from_index)``: (index, batch) committed after from_index, in index order,
   for ``apply`` (and (0, Touch) for another node's liveness: heartbeat times, metrics);
   empty for a single node (memory, SQLite), the etcd watch for a cluster.
+  A shared store whose watch cannot resume (the revision it had was compacted away)
+  loads everything again and yields it as one ``Reload`` (a Batch; see below).
 * ``await close()``: finish what is queued, then release everything.
 * ``echoes``: False for a store only this node writes (memory, SQLite): the writer
   applies its own batches as their commits return, in index order. True for a shared
@@ -28,10 +30,27 @@ In DESIGN's words: the store is the log; the view is its projection.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from jarvis_dns.models import Batch, LivenessRow, Snapshot
 from jarvis_dns.registry.plan import Touch
+
+
+@dataclass(slots=True)
+class Reload(Batch):
+    """What changes() yields when its watch could not resume and it loaded everything
+    again: the whole store at ``snapshot``, as one batch that brings a view fed by this
+    store to that state.
+
+    As a Batch: ``puts`` every instance, ``deletes`` the keys this store had handed out
+    that are gone, ``events`` those newer than the last revision handed out; it comes
+    stamped (``index`` is the snapshot's), so ``apply`` keeps every instance's and
+    event's own index. A writer that knows Reload may instead rebuild its view from
+    ``snapshot`` and tell every subscriber that everything changed.
+    """
+
+    snapshot: Snapshot = field(default_factory=Snapshot)
 
 
 class Store(Protocol):
