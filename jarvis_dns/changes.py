@@ -145,6 +145,7 @@ class Changes:
         as it was; None when there was nothing to change and nothing to find)."""
         key = command.key
         await self._locks.acquire(key)
+        release = True
         try:
             for _ in range(MAX_REPLANS):
                 before = self.view.find(*key)
@@ -153,17 +154,26 @@ class Changes:
                     return before
                 if isinstance(planned, Touch):
                     return self._touch(planned)
+                # Shielded: once the store has the batch, the view must get it too, even
+                # if the request that asked for it goes away meanwhile.
+                committing = asyncio.ensure_future(self._commit(planned))
                 try:
-                    # Shielded: once the store has the batch, the view must get it too,
-                    # even if the request that asked for it goes away meanwhile.
-                    await asyncio.shield(asyncio.ensure_future(self._commit(planned)))
+                    await asyncio.shield(committing)
                 except StaleRead as stale:  # another node got there first: catch up, replan
                     await self._caught_up(stale.revision)
                     continue
+                except asyncio.CancelledError:
+                    if not committing.done():
+                        # The instance stays locked until its batch is applied, so the
+                        # next command on it plans on the view that batch leaves.
+                        release = False
+                        committing.add_done_callback(lambda _: self._locks.release(key))
+                    raise
                 return self.view.find(*key) or before
             raise StoreError(f"{key[0]}/{key[1]} kept changing under {MAX_REPLANS} attempts")
         finally:
-            self._locks.release(key)
+            if release:
+                self._locks.release(key)
 
     def _touch(self, change: Touch) -> Instance:
         inst = touch(self.view, change)

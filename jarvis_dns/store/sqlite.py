@@ -184,8 +184,10 @@ class SqliteStore:
         for any number of batches); if that fails, again job by job, each under its own
         savepoint, so only the jobs that cannot land fail."""
         merged = _merge(group)
-        if self._transaction(lambda db: [_in_savepoint(db, merged)]) == [None]:
-            return [None] * len(group)
+        if merged is not None:
+            one = merged
+            if self._transaction(lambda db: [_in_savepoint(db, one)]) == [None]:
+                return [None] * len(group)
         return self._transaction(lambda db: [_in_savepoint(db, job) for job in group], len(group))
 
     def _transaction(
@@ -211,9 +213,15 @@ class SqliteStore:
         return Snapshot(instances, events, self._index, services)
 
 
-def _merge(group: list[_Job]) -> _Job:
+def _merge(group: list[_Job]) -> _Job | None:
+    """The group as one job: its statements run by kind (every upsert, then every
+    delete, ...), so merging is only right when no key is both put and deleted in the
+    group; None then, and the jobs are written one by one, in order."""
     if len(group) == 1:
         return group[0]
+    deleted = {key for job in group for key in job.deletes}
+    if deleted and any((svc, key) in deleted for job in group for svc, key, _, _ in job.upserts):
+        return None
     merged = _Job(liveness=[row for job in group for row in job.liveness])
     for job in group:
         merged.upserts += job.upserts
