@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import shutil
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,8 +35,12 @@ from test_serve import Server
 DISK = 2 * 1024 * 1024  # the tmpfs
 ROOM = 256 * 1024  # left free beside the filler when the server starts
 BIG = 12 * 1024  # metadata per filling registration (the limit is 16 KiB): a few fill ROOM
+# Once full, writes bigger than the one refused: a smaller one may still land in the
+# WAL space the refused write had taken before it hit ENOSPC (SQLite writes over it).
+BIGGER = 15 * 1024
 ZONE = "jarvis.internal."
 SERVICE = "disk"
+LIVENESS_FLUSH = 0.2  # s between liveness writes: one falls while the disk is full
 MAX_FILLING = 200  # registrations before giving up on filling 256 KiB
 
 # Mounts, says so, and holds the namespace until its stdin closes.
@@ -76,10 +82,12 @@ class Disk:
              "sh", "-c", HOLD, "sh", str(mountpoint), str(DISK)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        assert self.holder.stdout is not None
-        if self.holder.stdout.readline().strip() != "ready":
+        assert self.holder.stdout is not None and self.holder.stderr is not None
+        if self.holder.stdout.readline().strip() != "ready":  # sh failed and exited
+            self.holder.wait(timeout=10)
+            why = self.holder.stderr.read().strip()
             self.close()
-            raise AssertionError(f"the tmpfs did not mount: {self.holder.stderr}")
+            raise AssertionError(f"the tmpfs did not mount: {why}")
 
     def path(self, name: str = "") -> Path:
         """A file on the tmpfs, as the test process reaches it."""
@@ -125,9 +133,26 @@ class DiskServer(Server):
         argv += ["--http", f"127.0.0.1:{self.http}", "--dns", f"127.0.0.1:{self.dns}"]
         argv += ["--data-dir", str(disk.mountpoint), "--zones-dir", str(zones)]
         argv += ["--no-active-checks", "--log-level", "warning"]
+        argv += ["--liveness-flush", str(LIVENESS_FLUSH)]
         self.proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
+        self.log = ""
+
+    def wait_log(self, text: str, timeout: float = 5.0) -> None:
+        """Until the server's log (stdout and stderr) holds `text`."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()  # read raw: output() still gets the rest
+        deadline = time.monotonic() + timeout
+        while text not in self.log:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {text!r} in the log in {timeout:g} s:\n{self.log}")
+            if select.select([fd], [], [], left)[0]:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    raise AssertionError(f"the server's log ended:\n{self.log}")
+                self.log += chunk.decode(errors="replace")
 
 
 @pytest.fixture
@@ -187,69 +212,71 @@ def test_a_full_disk_refuses_writes_cleanly_and_recovers_without_restart(
     servers.append(server)
     server.wait_ready()
     disk.fill("filler", leave=ROOM)
-    client = httpx.Client(base_url=server.url, timeout=10)
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        # Register until the disk is full: every answer is 201 until the one that is 503.
+        acked: dict[int, dict[str, object]] = {}
+        refused = None
+        for iid in range(MAX_FILLING):
+            body = _body(iid, blob=f"{iid:06d}" * (BIG // 6))
+            response = client.post("/v1/instances", json=body)
+            if response.status_code == 503:
+                refused = (iid, response)
+                break
+            assert response.status_code == 201, response.text
+            acked[iid] = body
+        assert refused is not None, f"{MAX_FILLING} registrations never filled {ROOM} bytes"
+        assert acked, "the very first registration already failed: ROOM is too small"
+        lost_id, response = refused
+        assert response.headers["content-type"].startswith("application/json")
+        error = response.json()["error"]
+        assert error["code"] == "store_unavailable"
+        assert "full" in error["message"].lower(), error
+        assert client.get(f"/v1/services/{SERVICE}/instances/{lost_id}").status_code == 404
 
-    # Register until the disk is full: every answer is 201 until the one that is 503.
-    acked: dict[int, dict[str, object]] = {}
-    refused = None
-    for iid in range(MAX_FILLING):
-        body = _body(iid, blob=f"{iid:06d}" * (BIG // 6))
-        response = client.post("/v1/instances", json=body)
-        if response.status_code == 503:
-            refused = (iid, response)
-            break
+        # Not one byte left: a write bigger than the refused one is refused for sure.
+        disk.fill("brim")
+        assert disk.free() == 0
+        kept = next(iter(acked))
+        update = _body(kept, blob="changed" * (BIGGER // 7))
+        response = client.post("/v1/instances", json=update)
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "store_unavailable"
+        response = client.post("/v1/instances", json=_body(lost_id, blob="x" * BIGGER))
+        assert response.status_code == 503, response.text
+
+        # The view is untouched by the refused writes; reads, heartbeats and DNS answer.
+        got = client.get(f"/v1/services/{SERVICE}/instances/{kept}")
+        assert got.status_code == 200
+        assert got.json()["metadata"] == acked[kept]["metadata"]
+        assert client.get(f"/v1/services/{SERVICE}/instances/{lost_id}").status_code == 404
+        listed = client.get(f"/v1/services/{SERVICE}").json()["instances"]
+        assert sorted(i["instance_id"] for i in listed) == sorted(acked)
+        beats: dict[int, float] = {}
+        for iid in acked:
+            beat = client.put(f"/v1/services/{SERVICE}/instances/{iid}/heartbeat", json={})
+            assert beat.status_code == 200, beat.text
+            assert beat.json()["status"] == "active"
+            got = client.get(f"/v1/services/{SERVICE}/instances/{iid}").json()
+            beats[iid] = got["last_heartbeat"]
+        server.wait_log("liveness flush failed")  # the beats could not be written: kept
+        health = client.get("/v1/health")
+        assert health.status_code == 200
+        assert health.json()["instances"] == len(acked)
+        ports = _srv_ports(server)
+        assert ports and ports <= {7000 + iid for iid in acked}, ports
+        assert server.proc.poll() is None
+
+        # Free the space: the next writes land, on the same server process.
+        disk.path("brim").unlink()
+        disk.path("filler").unlink()
+        response = client.post("/v1/instances", json=_body(lost_id, small=True))
         assert response.status_code == 201, response.text
-        acked[iid] = body
-    assert refused is not None, f"{MAX_FILLING} registrations never filled {ROOM} bytes"
-    assert acked, "the very first registration already failed: ROOM is too small"
-    lost_id, response = refused
-    assert response.headers["content-type"].startswith("application/json")
-    error = response.json()["error"]
-    assert error["code"] == "store_unavailable"
-    assert "full" in error["message"].lower(), error
-    assert client.get(f"/v1/services/{SERVICE}/instances/{lost_id}").status_code == 404
-
-    # Not one byte left, so whatever is written next is refused for sure.
-    disk.fill("brim")
-    assert disk.free() == 0
-    kept = next(iter(acked))
-    update = _body(kept, blob="changed" * (BIG // 7))
-    response = client.post("/v1/instances", json=update)
-    assert response.status_code == 503, response.text
-    assert response.json()["error"]["code"] == "store_unavailable"
-    response = client.post("/v1/instances", json=_body(lost_id, small=True))
-    assert response.status_code == 503, response.text
-
-    # The view is untouched by the refused writes; reads, heartbeats and DNS answer.
-    got = client.get(f"/v1/services/{SERVICE}/instances/{kept}")
-    assert got.status_code == 200
-    assert got.json()["metadata"] == acked[kept]["metadata"]
-    assert client.get(f"/v1/services/{SERVICE}/instances/{lost_id}").status_code == 404
-    listed = client.get(f"/v1/services/{SERVICE}").json()["instances"]
-    assert sorted(i["instance_id"] for i in listed) == sorted(acked)
-    for iid in acked:
-        beat = client.put(f"/v1/services/{SERVICE}/instances/{iid}/heartbeat", json={})
-        assert beat.status_code == 200, beat.text
-        assert beat.json()["status"] == "active"
-    health = client.get("/v1/health")
-    assert health.status_code == 200
-    assert health.json()["instances"] == len(acked)
-    ports = _srv_ports(server)
-    assert ports and ports <= {7000 + iid for iid in acked}, ports
-    assert server.proc.poll() is None
-
-    # Free the space: the next writes land, on the same server process.
-    disk.path("brim").unlink()
-    disk.path("filler").unlink()
-    response = client.post("/v1/instances", json=_body(lost_id, small=True))
-    assert response.status_code == 201, response.text
-    acked[lost_id] = _body(lost_id, small=True)
-    response = client.post("/v1/instances", json=update)
-    assert response.status_code == 200, response.text
-    acked[kept] = update
-    index = int(response.headers["X-Jarvis-Index"])
-    assert 7000 + lost_id in _srv_ports(server)
-    client.close()
+        acked[lost_id] = _body(lost_id, small=True)
+        response = client.post("/v1/instances", json=update)
+        assert response.status_code == 200, response.text
+        acked[kept] = update
+        index = int(response.headers["X-Jarvis-Index"])
+        assert 7000 + lost_id in _srv_ports(server)
     assert server.terminate() == 0
 
     # A clean restart on the same tmpfs: every acknowledged write, an intact database.
@@ -263,6 +290,8 @@ def test_a_full_disk_refuses_writes_cleanly_and_recovers_without_restart(
             got = client.get(f"/v1/services/{SERVICE}/instances/{iid}")
             assert got.status_code == 200, (iid, got.text)
             assert got.json()["metadata"] == body["metadata"]
+            if iid in beats and iid != kept:  # beaten on the full disk, written later
+                assert got.json()["last_heartbeat"] == beats[iid], iid
         listed = client.get(f"/v1/services/{SERVICE}").json()["instances"]
         assert sorted(i["instance_id"] for i in listed) == sorted(acked)
     assert again.terminate() == 0
