@@ -40,6 +40,8 @@ class View(Protocol):
 
     def service_index(self, service_type: str) -> int: ...
 
+    def live_count(self, service_type: str) -> int: ...
+
     def find(self, service_type: str, instance_id: InstanceId) -> Instance | None: ...
 
 
@@ -94,8 +96,12 @@ class Discovery:
         inst = self.view.find(service_type, instance_id)
         return inst if inst is not None and inst.live else None
 
+    def has_live(self, service_type: str) -> bool:
+        """Whether the service answers at all: O(1), with no list built."""
+        return self.view.live_count(service_type) > 0
+
     def live_services(self) -> list[str]:
-        return [svc for svc in self.view.service_types() if self.live(svc)]
+        return [svc for svc in self.view.service_types() if self.has_live(svc)]
 
     def tagged(self, service_type: str, tag: str) -> list[Instance]:
         """Live instances carrying a tag (DNS ``_<tag>._sub._<svc>._tcp``)."""

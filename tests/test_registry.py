@@ -390,3 +390,21 @@ async def test_one_order_everywhere(clock: FakeClock) -> None:
     everyone = compile_requirements(None)
     assert [i.instance_id for i in discovery.listing("auth", everyone)] == expected
     assert [i.instance_id for i in discovery.matching("auth", everyone)] == expected
+
+
+async def test_live_counts_follow_every_change(clock: FakeClock) -> None:
+    """has_live is O(1): the view counts live instances per service as it applies."""
+    changes = new_changes(clock)
+    discovery = Discovery(changes.view)
+    await changes.register(spec("auth", 1))
+    await changes.register(spec("auth", 2, status=Status.MAINTENANCE))
+    assert changes.view.live_count("auth") == 1 and discovery.has_live("auth")
+    await changes.set_status("auth", 2, Status.ACTIVE)
+    await changes.set_status("auth", 1, busy=True)  # busy is still live
+    assert changes.view.live_count("auth") == 2
+    await changes.run(Expire("auth", 1, seen_heartbeat=clock.now))
+    await changes.deregister("auth", 2)
+    assert changes.view.live_count("auth") == 0 and not discovery.has_live("auth")
+    assert discovery.live_services() == []
+    await changes.heartbeat("auth", 1)  # revives it
+    assert discovery.live_services() == ["auth"]

@@ -17,6 +17,9 @@ class View:
         self._services: dict[str, dict[str, Instance]] = {}
         # Kept after a service's last instance goes, so its index never moves back.
         self._service_index: dict[str, int] = {}
+        # Live instances per service, kept by put/delete: "does S answer at all?" in O(1)
+        # (DNS asks it after every change; counting would walk the whole service).
+        self._live: dict[str, int] = {}
         self.index = 0
 
     def load(self, snapshot: Snapshot) -> None:
@@ -56,6 +59,9 @@ class View:
     def count(self) -> int:
         return sum(len(group) for group in self._services.values())
 
+    def live_count(self, service_type: str) -> int:
+        return self._live.get(service_type, 0)
+
     def modify_index(self, key: Key) -> int:
         """What a plan read of this key (0: absent), for optimistic commits."""
         inst = self.find(*key)
@@ -64,15 +70,23 @@ class View:
     # -- changed only by apply -------------------------------------------------
 
     def put(self, inst: Instance) -> None:
-        self._services.setdefault(inst.service_type, {})[inst.key] = inst
+        group = self._services.setdefault(inst.service_type, {})
+        self._count_live(group.get(inst.key), -1)
+        group[inst.key] = inst
+        self._count_live(inst, +1)
 
     def delete(self, key: Key) -> None:
         group = self._services.get(key[0])
         if group is None:
             return
-        group.pop(key[1], None)
+        self._count_live(group.pop(key[1], None), -1)
         if not group:
             del self._services[key[0]]
+
+    def _count_live(self, inst: Instance | None, delta: int) -> None:
+        if inst is not None and inst.live:
+            svc = inst.service_type
+            self._live[svc] = self._live.get(svc, 0) + delta
 
     def advance(self, service_type: str, index: int) -> None:
         self.index = max(self.index, index)
