@@ -193,7 +193,6 @@ async def check_service(faces: Faces, svc: str) -> None:
 @settings(
     max_examples=60,
     deadline=None,
-    database=None,  # no .hypothesis/ directory in the work tree
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(fleet=fleets)
