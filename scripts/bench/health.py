@@ -3,7 +3,7 @@
     .venv/bin/python scripts/bench/health.py [--instances 10000] [--quick]
 
 A fake-fleet aiohttp process (pinned to core 1) answers GET /health on --ports ports
-for all instances; this process (pinned to core 0) runs a Registry and the
+for all instances; this process (pinned to core 0) runs the change path and the
 HealthMonitor with its defaults (256 checks in flight, a fresh connection per probe).
 Phase 1 is the real schedule: 10,000 instances at a 60 s interval for one full
 interval, so every instance is probed once after its random stagger. Phase 2
@@ -40,10 +40,11 @@ from _common import (
     write_section,
 )
 
+from jarvis_dns.changes import Changes
 from jarvis_dns.config import Config
 from jarvis_dns.health import HealthMonitor
 from jarvis_dns.models import Check, InstanceSpec
-from jarvis_dns.registry import Registry
+from jarvis_dns.store.memory import MemoryStore
 
 HEALTH_BODY = b'{"status":"ok","busy":false}'
 TTL_S = 86_400.0  # no heartbeats here: keep TTL expiry out of the measurement
@@ -134,13 +135,15 @@ def cpu_seconds() -> float:
 
 
 async def run_phase(phase: Phase, ports: list[int]) -> Result:
-    registry = Registry(time.time)
+    changes = Changes(MemoryStore(), time.time)
     config = Config(store="memory://", check_interval_s=phase.interval_s)
     check = Check(interval_s=phase.interval_s, timeout_s=5.0)
     for i in range(phase.instances):
         port = ports[i % len(ports)]
-        registry.register(InstanceSpec("bench", i, "127.0.0.1", port, ttl_s=TTL_S, check=check))
-    monitor = HealthMonitor(registry, config)
+        await changes.register(
+            InstanceSpec("bench", i, "127.0.0.1", port, ttl_s=TTL_S, check=check)
+        )
+    monitor = HealthMonitor(changes, config)
     cpu0, wall0 = cpu_seconds(), time.monotonic()
     await monitor.start()
     await asyncio.sleep(phase.seconds)
