@@ -191,6 +191,7 @@ class EtcdStore:
         self._event_order: deque[str] = deque()
         self._trimming: set[str] = set()
         self._handed_out = 0  # the last revision changes() handed out
+        self._loaded = (0, 0)  # the last load's (snapshot index, header revision)
         self._expired: asyncio.Queue[Key] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -259,6 +260,7 @@ class EtcdStore:
             default=0,
         )
         self._handed_out = index
+        self._loaded = (index, revision)
         snapshot = Snapshot(
             instances=[inst for _, inst in instances.values()],
             events=[e for _, _, _, e in events][-self.event_log_size :],
@@ -298,6 +300,10 @@ class EtcdStore:
         trim = self._take_trim(len(batch.events))
         ops += [op_delete(keys.event(name)) for name in trim]
         failure = [op_range(keys.service(svc)) for svc in sorted({k[0] for k in batch.reads})]
+        # Leases the batch replaces or whose instance goes (taken before the txn: once it
+        # lands, the watch may already have put the new leases here).
+        replaced = [self._live[_of(i)].lease for i, _ in leased if _of(i) in self._live]
+        replaced += [self._live[k].lease for k in batch.deletes if k in self._live]
         try:
             result = await self.client.txn(compare, ops, failure)
         except BaseException:
@@ -310,10 +316,8 @@ class EtcdStore:
             newest = max((kv.mod_revision for kv in result.ranges()), default=result.revision)
             stale = ", ".join(f"{svc}/{iid}" for svc, iid in batch.reads)
             raise StaleRead(f"{stale} changed since it was read (revision {newest})", newest)
-        # Leases the batch replaced or whose instance went: nothing is attached any more.
-        replaced = [self._live[_of(i)].lease for i, _ in leased if _of(i) in self._live]
-        replaced += [self._live[k].lease for k in batch.deletes if k in self._live]
-        self._revoke_later([lease for lease in replaced if lease])
+        # Nothing is attached to the replaced leases any more: revoking them is tidying.
+        self._revoke_later([lease for lease in replaced if lease and lease not in leases])
         return result.revision
 
     def _needing_leases(self, batch: Batch) -> list[tuple[Instance, int]]:
@@ -422,7 +426,10 @@ class EtcdStore:
     # -- the watch -------------------------------------------------------------------------
 
     async def changes(self, from_index: int) -> AsyncIterator[tuple[int, Batch | Touch]]:
-        revision = max(from_index, 0)
+        # From the view's index; from the load's revision when the view is that load
+        # (what lies between is liveness the load has, and may be compacted away).
+        index, loaded_at = self._loaded
+        revision = loaded_at if from_index == index else max(from_index, 0)
         pause = RETRY_FIRST_S
         root = self.keys.root
         while not self._closed:
