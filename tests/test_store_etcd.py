@@ -240,6 +240,18 @@ async def test_a_compacted_watch_reloads(one_member: EtcdCluster, clock: FakeClo
         await eventually(lambda: b.changes.view.find("auth", 6) is not None)
 
 
+async def test_a_watch_catches_up_on_a_burst(one_member: EtcdCluster, clock: FakeClock) -> None:
+    """A watch from an old revision gets up to a thousand revisions in one message."""
+    async with nodes(one_member, clock) as (a, b):
+        await b.stop_following()
+        big = {"blob": "x" * 2000}
+        await asyncio.gather(*(a.changes.register(spec(i, metadata=big)) for i in range(200)))
+        b.follow()
+        await eventually(lambda: b.changes.view.index == a.changes.view.index)
+        assert b.changes.view.count() == 200
+        assert b.changes.events.since(0) == a.changes.events.since(0)
+
+
 # -- leases --------------------------------------------------------------------------
 
 

@@ -345,15 +345,7 @@ class EtcdClient:
         if response is None:
             raise EtcdUnavailable("no etcd endpoint takes a watch: " + "; ".join(failures))
         try:
-            while True:
-                try:
-                    line = await response.content.readline()
-                except (aiohttp.ClientError, OSError) as exc:
-                    raise EtcdUnavailable(f"the watch on {self.watching} broke: {exc}") from exc
-                if not line:
-                    raise EtcdUnavailable(f"the watch on {self.watching} ended")
-                if not line.strip():
-                    continue
+            async for line in _lines(response, self.watching):
                 message = json.loads(line)
                 if "error" in message:
                     raise EtcdUnavailable(f"the watch on {self.watching} failed: {message}")
@@ -369,6 +361,27 @@ class EtcdClient:
                 )
         finally:
             response.close()
+
+
+async def _lines(response: aiohttp.ClientResponse, endpoint: str) -> AsyncIterator[bytes]:
+    """The stream's newline-delimited messages, however long (catching up on a burst,
+    one message can hold a thousand revisions: more than StreamReader.readline takes)."""
+    pending = bytearray()
+    while True:
+        try:
+            chunk = await response.content.readany()
+        except (aiohttp.ClientError, OSError) as exc:
+            raise EtcdUnavailable(f"the watch on {endpoint} broke: {exc}") from exc
+        if not chunk:
+            raise EtcdUnavailable(f"the watch on {endpoint} ended")
+        pending += chunk
+        start = 0
+        while (end := pending.find(b"\n", start)) >= 0:
+            line = bytes(pending[start:end]).strip()
+            if line:
+                yield line
+            start = end + 1
+        del pending[:start]
 
 
 def _error_text(text: str) -> str:
