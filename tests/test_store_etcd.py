@@ -265,6 +265,8 @@ async def test_a_lease_nobody_keeps_alive_expires_once(
         await a.changes.deregister("auth", 2)  # gone with its lease: no expiry
         assert await next_expiry(b.store, expirations) == ("auth", "1")
         await a.changes.register(spec(3, ttl_s=1))
+        await eventually(lambda: b.changes.view.find("auth", 3) is not None)
+        assert b.store.without_lease([("auth", "1"), ("auth", "3")]) == [("auth", "1")]
         # the next one is 3's: 1 expired once, 2 never
         assert await next_expiry(b.store, expirations) == ("auth", "3")
 

@@ -99,6 +99,10 @@ PAGE = 1000
 RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 1.0
 
+# Expiries kept for expirations() to hand out; past it they are dropped (a node that is
+# not the elected one may not read them at all).
+EXPIRIES_QUEUED = 100_000
+
 T = TypeVar("T")
 
 
@@ -192,7 +196,7 @@ class EtcdStore:
         self._trimming: set[str] = set()
         self._handed_out = 0  # the last revision changes() handed out
         self._loaded = (0, 0)  # the last load's (snapshot index, header revision)
-        self._expired: asyncio.Queue[Key] = asyncio.Queue()
+        self._expired: asyncio.Queue[Key] = asyncio.Queue(EXPIRIES_QUEUED)
         self._tasks: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -423,6 +427,12 @@ class EtcdStore:
         while not self._closed:
             yield await self._expired.get()
 
+    def without_lease(self, keys: Iterable[Key]) -> list[Key]:
+        """Those of keys with no live lease as this store's watch has seen it: for a node
+        just elected, the active instances whose expiry it may have missed (an expiry
+        seen while another node led, or dropped from a full queue)."""
+        return [key for key in keys if not (live := self._live.get(key)) or not live.lease]
+
     # -- the watch -------------------------------------------------------------------------
 
     async def changes(self, from_index: int) -> AsyncIterator[tuple[int, Batch | Touch]]:
@@ -504,7 +514,7 @@ class EtcdStore:
         for key in live_deletes:
             self._live.pop(key, None)
             if key not in puts and key not in deletes and key in self._instances:
-                self._expired.put_nowait(key)  # the lease expired: etcd's decision
+                self._expire(key)  # the lease expired: etcd's decision
         return out
 
     async def _reload(self) -> tuple[Reload, int]:
@@ -522,10 +532,16 @@ class EtcdStore:
         )
         reload.index = snapshot.index if snapshot.index > handed_out else 0
         for key in sorted((leased & present) - set(self._live)):
-            self._expired.put_nowait(key)  # expired while the watch was away
+            self._expire(key)  # expired while the watch was away
         return reload, revision
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _expire(self, key: Key) -> None:
+        try:
+            self._expired.put_nowait(key)
+        except asyncio.QueueFull:  # nobody reads them here: without_lease() finds them
+            log.debug("expiry of %s/%s not queued: nobody reads expirations()", *key)
 
     def _instance(self, kv: KeyValue) -> Instance:
         inst = Instance.from_dict(json.loads(kv.value))
