@@ -278,4 +278,3 @@ async def test_sqlite_file_is_wal(tmp_path: Path) -> None:
     mode = store._db.execute("PRAGMA journal_mode").fetchone()[0]
     await store.close()
     assert mode == "wal"
-
