@@ -11,6 +11,7 @@ import contextlib
 import errno
 import gc
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from jarvis_dns.changes import Changes
+from jarvis_dns.cluster import Nodes, Solo
 from jarvis_dns.config import Config, split_hostport
 from jarvis_dns.discovery import Discovery
 from jarvis_dns.dns.server import DnsServer
@@ -30,6 +32,8 @@ from jarvis_dns.http.common import Context, Hooks
 from jarvis_dns.http.routes import make_web_app
 from jarvis_dns.registry import EventLog, View
 from jarvis_dns.store.base import Store
+from jarvis_dns.store.etcd import EtcdStore
+from jarvis_dns.store.etcd_nodes import EtcdNodes
 from jarvis_dns.store.memory import MemoryStore
 from jarvis_dns.store.sqlite import SqliteStore
 
@@ -44,7 +48,20 @@ def open_store(config: Config) -> Store:
         path = Path(url.removeprefix("sqlite://"))
         _check_writable(path.parent)
         return SqliteStore(path, config.event_log_size)
-    raise ConfigError(f"unknown store {url!r}: use memory:// or sqlite:///path")
+    if url.startswith("etcd://"):
+        return EtcdStore.from_url(url, config.zone, config.event_log_size)
+    raise ConfigError(
+        f"unknown store {url!r}: use memory://, sqlite:///path or etcd://host:port[,host:port]"
+    )
+
+
+def open_nodes(config: Config, store: Store) -> Nodes:
+    """The cluster this node is part of: the etcd members' nodes, or itself alone."""
+    host, port = split_hostport(config.http, 9000)
+    name = config.node or (f"{host}:{port}" if port else f"{host}:pid{os.getpid()}")
+    if isinstance(store, EtcdStore):
+        return EtcdNodes(store.client, store.keys.root, name, config.node_ttl_s)
+    return Solo(name)
 
 
 def _check_writable(directory: Path) -> None:
@@ -65,7 +82,11 @@ class App:
         self.discovery = Discovery(self.changes.view)
         self.waiter = IndexWaiter(self.changes)
         self.dns = DnsServer(self.discovery, self.changes, config)
-        self.health = HealthMonitor(self.changes, config, clock=clock)
+        self.nodes = open_nodes(config, self.store)
+        leases = self.store if isinstance(self.store, EtcdStore) else None
+        self.health = HealthMonitor(
+            self.changes, config, clock=clock, nodes=self.nodes, leases=leases
+        )
         self._runner: web.AppRunner | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._follower: asyncio.Task[None] | None = None
@@ -96,6 +117,8 @@ class App:
             dns_stats=self.dns.stats,
             reload_zones=self.dns.reload_zones,
             clear_self_preservation=self.health.clear_self_preservation,
+            store_status=self.store.status,
+            cluster_status=self.nodes.status,
         )
 
     async def start(self) -> None:
@@ -104,6 +127,8 @@ class App:
         try:
             await self.changes.load()
             self._follower = asyncio.create_task(self.changes.follow(), name="follow store")
+            if isinstance(self.nodes, EtcdNodes):
+                await self.nodes.start()
             await self.dns.start()
             await self.health.start()
             await self._start_http()
@@ -156,6 +181,8 @@ class App:
             await self._runner.cleanup()
             self._runner = None
         await self.health.stop()
+        if isinstance(self.nodes, EtcdNodes):
+            await self.nodes.stop()  # leaves at once: its checks move to the others now
         await self.dns.stop()
         if self._follower is not None:
             self._follower.cancel()

@@ -38,6 +38,8 @@ _SERVE_SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "self_preservation_threshold": ("self_preservation_threshold", float),
     "event_log_size": ("event_log_size", int),
     "liveness_flush": ("liveness_flush_s", float),
+    "node": ("node", str),
+    "node_ttl": ("node_ttl_s", float),
 }
 _LIST_FIELDS = {"dns", "upstreams"}
 
@@ -58,7 +60,17 @@ def _serve_parser(sub: Any) -> None:
         help=f"DNS address host:port, UDP and TCP; repeatable [{d.dns[0]}]",
     )
     add("--domain", help=f"registry zone [{d.domain}]")
-    add("--store", help="memory://, sqlite:///path [sqlite:///<data-dir>/registry.db]")
+    add(
+        "--store",
+        help="memory://, sqlite:///path, or etcd://h1:2379,h2:2379[?prefix=/jarvis-dns] for "
+        "a cluster of nodes sharing one etcd [sqlite:///<data-dir>/registry.db]",
+    )
+    add("--node", help="this node's name in a cluster (etcd:// store) [host:http-port]")
+    add(
+        "--node-ttl",
+        type=float,
+        help=f"seconds a dead node keeps its share of the checks [{d.node_ttl_s:g}]",
+    )
     add("--data-dir", help=f"where the SQLite store lives [{d.data_dir}]")
     add(
         "--zones-dir", help=f"directory of BIND *.zone files served authoritatively [{d.zones_dir}]"

@@ -14,7 +14,7 @@ A single node is its own cluster: it owns everything and leads (``Solo``).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Protocol
 
 from jarvis_dns.models import Key
@@ -48,6 +48,16 @@ class Nodes(Protocol):
 
     def on_change(self, fn: Listener) -> None: ...
 
+    def status(self) -> dict[str, object]: ...
+
+
+class LeaseExpiries(Protocol):
+    """A shared store's TTL decisions (EtcdStore): instances whose lease etcd let lapse."""
+
+    def expirations(self) -> AsyncIterator[Key]: ...
+
+    def without_lease(self, keys: Iterable[Key]) -> list[Key]: ...
+
 
 class Solo:
     """The cluster of one: a single node checks everything and decides everything."""
@@ -72,3 +82,6 @@ class Solo:
 
     def on_change(self, fn: Listener) -> None:
         return None
+
+    def status(self) -> dict[str, object]:
+        return {"node": self._name, "members": [self._name], "leader": self._name}

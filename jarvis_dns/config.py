@@ -42,11 +42,21 @@ class Config:
     liveness_flush_s: float = 1.0
     max_body_bytes: int = 64 * 1024
     dns_fast_path: bool = True
+    # Cluster (etcd:// store): this node's name (empty: host:http-port) and the TTL of
+    # its announcement, which is how soon a dead node's checks move to the others.
+    node: str = ""
+    node_ttl_s: float = 10.0
 
     @property
     def zone(self) -> str:
         """The registry zone as an absolute, lower-case name ending in a dot."""
         return self.domain.strip(".").lower() + "."
+
+    def node_name(self, http_port: int) -> str:
+        if self.node:
+            return self.node
+        host, _ = split_hostport(self.http, 9000)
+        return f"{host}:{http_port}"
 
     def store_url(self) -> str:
         if self.store:

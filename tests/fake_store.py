@@ -55,5 +55,8 @@ class ScriptedStore:
     def changes(self, from_index: int) -> AsyncIterator[tuple[int, Batch | Touch]]:
         return self.inner.changes(from_index)
 
+    def status(self) -> dict[str, object]:
+        return {"backend": "test", "state": "ok"}
+
     async def close(self) -> None:
         await self.inner.close()

@@ -80,5 +80,8 @@ class SharedLogStore:
             await self.flowing.wait()
             yield revision, batch
 
+    def status(self) -> dict[str, object]:
+        return {"backend": "test", "state": "ok"}
+
     async def close(self) -> None:
         return None

@@ -27,8 +27,8 @@ def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
 
 
 def nodes(etcd: EtcdCluster, names: list[str]) -> list[EtcdNodes]:
-    prefix = f"/nodes-test-{next(_prefixes)}"
-    return [EtcdNodes(EtcdClient(etcd.endpoints), prefix, "jarvis", n, TTL_S) for n in names]
+    root = f"/nodes-test-{next(_prefixes)}/jarvis/"
+    return [EtcdNodes(EtcdClient(etcd.endpoints), root, n, TTL_S) for n in names]
 
 
 async def stop(*members: EtcdNodes) -> None:

@@ -133,47 +133,64 @@ class HandEncoder:
         self._ns = (names.NS_LABEL.encode(), *self.zone_labels)
         self._hostmaster = (b"hostmaster", *self.zone_labels)
         self._memo: dict[tuple[str, str, bool, int, int, str], tuple[Rec, Rec | None]] = {}
+        self._names: dict[bytes, _Name] = {}
 
     # -- entry
 
     def encode(self, q: Any, limit: int, udp: bool, turn: int) -> Made | None:
         """The reply to a classified query (query.Query), or None to go the dnslib way."""
+        name = self._names.get(q.lower_name)
+        if name is None:
+            name = self._name(q)
+        where, nq, labels = name
+        if where is _DECLINE:
+            return None
+        if q.qclass not in (proto.CLASS_IN, proto.CLASS_ANY) or q.qtype in _REFUSED_TYPES:
+            return self._pack(q, labels, _refused(), limit, turn)
+        if where is _OUTSIDE:
+            return self._pack(q, labels, _refused(), limit, turn)
+        if nq is None:
+            return self._pack(q, labels, self._nxdomain(STATIC), limit, turn)
+        shape = _KINDS[nq.kind](self, nq, q.qtype, udp, turn)
+        return self._pack(q, labels, shape, limit, turn)
+
+    def set_static_origins(self, origins: Sequence[str]) -> None:
+        """The zone files' origins: their names are the dnslib path's."""
+        self.static_origins = tuple(origins)
+        self._names.clear()
+
+    def _name(self, q: Any) -> _Name:
+        """Where a question's name is (ours, outside, declined), its row, and the
+        compression entries it makes at offset 12; remembered."""
         labels = q.labels()
-        if any(b"." in label for label in labels):
-            return None  # a dot inside a label: the text form would split it
+        found: tuple[object, NameQuery | None] = (_DECLINE, None)
         try:
             text = (b".".join(labels).decode("ascii") + ".") if labels else "."
         except UnicodeDecodeError:
-            return None
-        shape = self._shape(q, text, tuple(labels), udp, turn)
-        if shape is None:
-            return None
-        return self._pack(q, tuple(labels), shape, limit, turn)
-
-    def _shape(self, q: Any, text: str, labels: Labels, udp: bool, turn: int) -> _Shape | None:
-        if q.qclass not in (proto.CLASS_IN, proto.CLASS_ANY) or q.qtype in _REFUSED_TYPES:
-            return _Shape(proto.REFUSED, [], [], [], STATIC, aa=False)
-        inside = names.in_zone(text, self.zone)
-        over = [len(o) for o in self.static_origins if names.in_zone(text, o)]
-        if over and (not inside or max(over) >= len(self.zone)):
-            return None  # a zone file's name, or the registry zone with its own file
-        if not inside:
-            if self.forwarding:
-                return None
-            return _Shape(proto.REFUSED, [], [], [], STATIC, aa=False)
-        nq = names.parse(text, self.zone)
-        if nq is None:
-            return self._nxdomain(STATIC)
-        return _KINDS[nq.kind](self, nq, labels, q.qtype, udp, turn)
+            text = ""
+        if text and not any(b"." in label for label in labels):  # no dot inside a label
+            inside = names.in_zone(text, self.zone)
+            over = [len(o) for o in self.static_origins if names.in_zone(text, o)]
+            if over and (not inside or max(over) >= len(self.zone)):
+                pass  # a zone file's name, or the registry zone with its own file
+            elif not inside:
+                found = (_DECLINE if self.forwarding else _OUTSIDE, None)
+            else:
+                found = (_INSIDE, names.parse(text, self.zone))
+        if len(self._names) >= MAX_MEMO:
+            self._names.clear()
+        self._names[q.lower_name] = name = (*found, _suffixes(tuple(labels)))
+        return name
 
     # -- encoding
 
-    def _pack(self, q: Any, labels: Labels, shape: _Shape, limit: int, turn: int) -> Made:
+    def _pack(self, q: Any, labels: _Suffixes, shape: _Shape, limit: int, turn: int) -> Made:
         data = q.data
         flags = proto.QR | (proto.AA if shape.aa else 0) | (data[2] & proto.RD)
         low = (proto.RA if self.forwarding else 0) | shape.rcode
         p = Packer(data[:2] + bytes((flags, low)) + b"\x00\x01\x00\x00\x00\x00\x00\x00")
-        p.name(labels)
+        p.buf += q.lower_name  # the question's name, and its suffixes to point at
+        p.names.update(labels)
         # The question's name is at offset 12: records it owns point there (dnslib
         # compresses them so), the root excepted, which is one byte anyway.
         p.question = _QUESTION_POINTER if labels else b"\x00"
@@ -232,7 +249,7 @@ class HandEncoder:
     def _nodata(self, scope: str) -> _Shape:
         return _Shape(proto.NOERROR, [], self._negative(), [], scope)
 
-    def _any(self, labels: Labels, scope: str) -> _Shape:
+    def _any(self, scope: str) -> _Shape:
         return _Shape(proto.NOERROR, [self._own(proto.HINFO, _HINFO_ANY)], [], [], scope)
 
     def _own(self, rtype: int, rdata: bytes) -> Rec:
@@ -271,7 +288,8 @@ class HandEncoder:
         glue = None if address is None else (target, address[0], self.ttl, address[1])
         return srv, glue
 
-    def _ptr(self, owner: Labels, instances: list[Instance]) -> list[Rec]:
+    def _ptr(self, instances: list[Instance]) -> list[Rec]:
+        owner = None  # the question's name
         zone, ttl = self.zone_labels, self.ttl
         return [
             (
@@ -300,7 +318,7 @@ class HandEncoder:
 
     # -- the rows of the naming table
 
-    def _apex(self, nq: NameQuery, labels: Labels, qtype: int, udp: bool, turn: int) -> _Shape:
+    def _apex(self, nq: NameQuery, qtype: int, udp: bool, turn: int) -> _Shape:
         scope = names.NS_LABEL  # the NS glue follows a service called "ns"
         if qtype == proto.SOA:
             return _Shape(proto.NOERROR, [self._soa(self.ttl)], [], [], scope)
@@ -308,7 +326,7 @@ class HandEncoder:
             glue = self._ns_glue()
             ns = (self.zone_labels, proto.NS, self.ttl, self._ns)
             return _Shape(proto.NOERROR, [ns], [], glue, scope)
-        return self._any(labels, scope) if qtype == proto.ANY else self._nodata(scope)
+        return self._any(scope) if qtype == proto.ANY else self._nodata(scope)
 
     def _ns_hosts(self) -> tuple[list[str], bool]:
         """The name server's hosts, and whether they rotate (a service called "ns")."""
@@ -324,15 +342,15 @@ class HandEncoder:
             glue.extend(self._addresses(self._ns, hosts, qtype))
         return glue
 
-    def _ns_host(self, nq: NameQuery, labels: Labels, qtype: int, udp: bool, turn: int) -> _Shape:
+    def _ns_host(self, nq: NameQuery, qtype: int, udp: bool, turn: int) -> _Shape:
         hosts, rotate = self._ns_hosts()
-        return self._address_shape(labels, hosts, qtype, names.NS_LABEL, rotate)
+        return self._address_shape(hosts, qtype, names.NS_LABEL, rotate)
 
     def _address_shape(
-        self, labels: Labels, hosts: list[str], qtype: int, scope: str, rotate: bool, cycle: int = 1
+        self, hosts: list[str], qtype: int, scope: str, rotate: bool, cycle: int = 1
     ) -> _Shape:
         if qtype == proto.ANY:
-            return self._any(labels, scope)
+            return self._any(scope)
         if qtype not in (proto.A, proto.AAAA):
             return self._nodata(scope)
         records = self._addresses(None, hosts, qtype)
@@ -343,16 +361,15 @@ class HandEncoder:
         shape.cycle = len(records) if turning else cycle
         return shape
 
-    def _service(self, nq: NameQuery, labels: Labels, qtype: int, udp: bool, turn: int) -> _Shape:
+    def _service(self, nq: NameQuery, qtype: int, udp: bool, turn: int) -> _Shape:
         scope = nq.service
         live = self.discovery.live(nq.service)
         if not live:
             return self._nxdomain(scope)
-        return self._srv_ptr(labels, live, qtype, udp, turn, scope)
+        return self._srv_ptr(live, qtype, udp, turn, scope)
 
     def _srv_ptr(
         self,
-        labels: Labels,
         instances: list[Instance],
         qtype: int,
         udp: bool,
@@ -365,12 +382,10 @@ class HandEncoder:
             return _Shape(proto.NOERROR, records, [], glue, scope, cycle=cycle)
         if qtype == proto.PTR:
             picked, cycle = self._picked(instances, udp, turn)
-            return _Shape(proto.NOERROR, self._ptr(labels, picked), [], [], scope, cycle=cycle)
-        return self._any(labels, scope) if qtype == proto.ANY else self._nodata(scope)
+            return _Shape(proto.NOERROR, self._ptr(picked), [], [], scope, cycle=cycle)
+        return self._any(scope) if qtype == proto.ANY else self._nodata(scope)
 
-    def _service_instance(
-        self, nq: NameQuery, labels: Labels, qtype: int, udp: bool, turn: int
-    ) -> _Shape:
+    def _service_instance(self, nq: NameQuery, qtype: int, udp: bool, turn: int) -> _Shape:
         scope = nq.service
         inst = self.discovery.live_instance(nq.service, nq.instance)
         if inst is None:
@@ -380,9 +395,9 @@ class HandEncoder:
             return _Shape(proto.NOERROR, records, [], glue, scope)
         if qtype == proto.TXT:
             return _Shape(proto.NOERROR, [self._txt(inst)], [], [], scope)
-        return self._any(labels, scope) if qtype == proto.ANY else self._nodata(scope)
+        return self._any(scope) if qtype == proto.ANY else self._nodata(scope)
 
-    def _host(self, nq: NameQuery, labels: Labels, qtype: int, udp: bool, turn: int) -> _Shape:
+    def _host(self, nq: NameQuery, qtype: int, udp: bool, turn: int) -> _Shape:
         scope = nq.service
         live = self.discovery.live(nq.service)
         if not live:
@@ -390,62 +405,75 @@ class HandEncoder:
         chosen = idle_first(live)
         picked, cycle = self._picked(chosen, udp, turn)
         hosts = [i.host for i in picked]
-        return self._address_shape(labels, hosts, qtype, scope, cycle == 1, cycle)
+        return self._address_shape(hosts, qtype, scope, cycle == 1, cycle)
 
-    def _instance_host(
-        self, nq: NameQuery, labels: Labels, qtype: int, udp: bool, turn: int
-    ) -> _Shape:
+    def _instance_host(self, nq: NameQuery, qtype: int, udp: bool, turn: int) -> _Shape:
         scope = nq.service
         inst = self.discovery.live_instance(nq.service, nq.instance)
         if inst is None:
             return self._nxdomain(scope)
         if qtype == proto.TXT:
             return _Shape(proto.NOERROR, [self._txt(inst)], [], [], scope)
-        return self._address_shape(labels, [inst.host], qtype, scope, False)
+        return self._address_shape([inst.host], qtype, scope, False)
 
-    def _subtype(self, nq: NameQuery, labels: Labels, qtype: int, udp: bool, turn: int) -> _Shape:
+    def _subtype(self, nq: NameQuery, qtype: int, udp: bool, turn: int) -> _Shape:
         scope = nq.service
         tagged = self.discovery.tagged(nq.service, nq.tag)
         if not tagged:
             return self._nxdomain(scope)
-        return self._srv_ptr(labels, tagged, qtype, udp, turn, scope)
+        return self._srv_ptr(tagged, qtype, udp, turn, scope)
 
-    def _sub(self, nq: NameQuery, labels: Labels, qtype: int, udp: bool, turn: int) -> _Shape:
+    def _sub(self, nq: NameQuery, qtype: int, udp: bool, turn: int) -> _Shape:
         scope = nq.service
         if not any(tags_of(i) for i in self.discovery.live(nq.service)):
             return self._nxdomain(scope)
-        return self._any(labels, scope) if qtype == proto.ANY else self._nodata(scope)
+        return self._any(scope) if qtype == proto.ANY else self._nodata(scope)
 
-    def _services(self, nq: NameQuery, labels: Labels, qtype: int, udp: bool, turn: int) -> _Shape:
+    def _services(self, nq: NameQuery, qtype: int, udp: bool, turn: int) -> _Shape:
         if qtype == proto.PTR:
             zone, ttl = self.zone_labels, self.ttl
             ptrs: list[Rec] = [
-                (labels, proto.PTR, ttl, (b"_" + svc.encode(), b"_tcp", *zone))
+                (None, proto.PTR, ttl, (b"_" + svc.encode(), b"_tcp", *zone))
                 for svc in self.discovery.live_services()
             ]
             if ptrs:
                 return _Shape(proto.NOERROR, ptrs, [], [], MEMBERS)
-        return self._any(labels, MEMBERS) if qtype == proto.ANY else self._nodata(MEMBERS)
+        return self._any(MEMBERS) if qtype == proto.ANY else self._nodata(MEMBERS)
 
-    def _tcp(self, nq: NameQuery, labels: Labels, qtype: int, udp: bool, turn: int) -> _Shape:
+    def _tcp(self, nq: NameQuery, qtype: int, udp: bool, turn: int) -> _Shape:
         if not self.discovery.live_services():
             return self._nxdomain(MEMBERS)
-        return self._any(labels, MEMBERS) if qtype == proto.ANY else self._nodata(MEMBERS)
+        return self._any(MEMBERS) if qtype == proto.ANY else self._nodata(MEMBERS)
 
-    def _udp(self, nq: NameQuery, labels: Labels, qtype: int, udp: bool, turn: int) -> _Shape:
-        return self._any(labels, STATIC) if qtype == proto.ANY else self._nodata(STATIC)
+    def _udp(self, nq: NameQuery, qtype: int, udp: bool, turn: int) -> _Shape:
+        return self._any(STATIC) if qtype == proto.ANY else self._nodata(STATIC)
 
 
 _QUESTION_POINTER = (proto.POINTER | proto.HEADER).to_bytes(2, "big")
+_Suffixes = dict[Labels, int]  # a question name's compression entries
+_Name = tuple[object, NameQuery | None, _Suffixes]
+
+
+def _suffixes(labels: Labels) -> _Suffixes:
+    """Where each suffix of the question's name starts, as dnslib records them."""
+    out, at = {}, proto.HEADER
+    for i, label in enumerate(labels):
+        out[labels[i:]] = at
+        at += len(label) + 1
+    return out
+
+
+# Where a question's name is: the registry zone's, outside every zone, or for dnslib.
+_INSIDE, _OUTSIDE, _DECLINE = object(), object(), object()
+
+
+def _refused() -> _Shape:
+    return _Shape(proto.REFUSED, [], [], [], STATIC, aa=False)
 
 
 def _write(p: Packer, rec: Rec) -> int:
     """Write one record; the offset of its SOA serial, or -1."""
     owner, rtype, ttl, data = rec
-    if owner is None:
-        p.buf += p.question
-        p.buf += data
-        return -1
     if rtype == proto.PTR or rtype == proto.NS:
         start = p.open(owner, rtype, ttl)
         p.name(data)
@@ -460,7 +488,11 @@ def _write(p: Packer, rec: Rec) -> int:
         p.buf += times
         p.close(start)
         return serial_at
-    p.record(owner, rtype, ttl, data)
+    if owner is None:
+        p.buf += p.question
+        p.buf += data
+    else:
+        p.record(owner, rtype, ttl, data)
     return -1
 
 
@@ -469,7 +501,7 @@ def _opt(max_udp: int) -> bytes:
     return b"\x00" + struct.pack("!HHIH", proto.OPT, max_udp, 0, 0)
 
 
-_KINDS: dict[Kind, Callable[[HandEncoder, NameQuery, Labels, int, bool, int], _Shape]] = {
+_KINDS: dict[Kind, Callable[[HandEncoder, NameQuery, int, bool, int], _Shape]] = {
     Kind.APEX: HandEncoder._apex,
     Kind.NS_HOST: HandEncoder._ns_host,
     Kind.SERVICE: HandEncoder._service,

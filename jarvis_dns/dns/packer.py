@@ -50,9 +50,13 @@ class Packer:
         self.buf += _RR.pack(rtype, CLASS_IN, ttl, len(rdata))
         self.buf += rdata
 
-    def open(self, owner: Labels, rtype: int, ttl: int) -> int:
-        """The start of a record whose data is written next; ``close`` sets its length."""
-        self.name(owner)
+    def open(self, owner: Labels | None, rtype: int, ttl: int) -> int:
+        """The start of a record whose data is written next; ``close`` sets its length.
+        An owner of None is the question's name."""
+        if owner is None:
+            self.buf += self.question
+        else:
+            self.name(owner)
         self.buf += _RR.pack(rtype, CLASS_IN, ttl, 0)
         return len(self.buf)
 

@@ -196,7 +196,7 @@ class Responder:
         if self.zones is not None:
             self.authority.zones = self.zones.zones
             if self.hand is not None:
-                self.hand.static_origins = tuple(self.zones.zones)
+                self.hand.set_static_origins(list(self.zones.zones))
         self.invalidate()
         return loaded
 

@@ -8,6 +8,13 @@ simply schedules the new deadline.
 
 Active checks are opt-in per instance: only an instance registered with a `check` is
 probed (and only while `config.active_checks` is on). Every instance has a TTL.
+
+In a cluster (a store shared through etcd) the same monitor runs on every node, with
+three differences: a node probes only the instances rendezvous hashing gives it
+(cluster.owner); TTLs are etcd leases, so expiry is etcd's decision, which arrives as
+lease expiries (``LeaseExpiries``) rather than from the timer wheel; and only the
+elected leader turns those into "ttl expired" events, holds them under
+self-preservation and removes the long dead.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from collections.abc import Callable, Sequence
 import aiohttp
 
 from jarvis_dns.changes import Changes
+from jarvis_dns.cluster import LeaseExpiries, Nodes, Solo
 from jarvis_dns.config import Config
 from jarvis_dns.errors import NotFound, StoreError
 from jarvis_dns.health.checks import HttpCheck, PeriodicCheck, Target, TcpCheck
@@ -51,9 +59,16 @@ class HealthMonitor:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         session_factory: SessionFactory | None = None,
+        nodes: Nodes | None = None,
+        leases: LeaseExpiries | None = None,
     ) -> None:
         self._changes = changes
         self._view = changes.view
+        self._nodes: Nodes = nodes or Solo()
+        # A cluster's TTLs are etcd leases: expiries come from there, not from the wheel.
+        self._leases = leases
+        self._expired: set[Key] = set()  # lease expiries waiting for the leader's tick
+        self._was_leading = False
         self._config = config
         self._clock = clock
         self._rng = rng or random.Random()
@@ -69,6 +84,7 @@ class HealthMonitor:
         self._limiter: Limiter | None = None
         self._session: aiohttp.ClientSession | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._expiries: asyncio.Task[None] | None = None
         self._running = False  # checks run only between start() and stop()
         changes.subscribe(self._on_events)
 
@@ -89,11 +105,14 @@ class HealthMonitor:
         for inst in list(self._view.all_instances()):
             self._sync_check(inst)
         self._ticker = asyncio.create_task(self._tick_loop(), name="health tick")
+        if self._leases is not None:
+            self._expiries = asyncio.create_task(self._take_expiries(), name="lease expiries")
+        self._nodes.on_change(self._on_cluster_change)
 
     async def stop(self) -> None:
         self._running = False
-        tasks = [t for t in (self._ticker, *self._stop_all_checks()) if t is not None]
-        self._ticker = None
+        tasks = [t for t in (self._ticker, self._expiries, *self._stop_all_checks()) if t]
+        self._ticker = self._expiries = None
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -128,6 +147,9 @@ class HealthMonitor:
 
     async def tick(self, now: float) -> None:
         """Expire what missed its TTL (unless self-preservation holds), remove the long dead."""
+        if self._leases is not None:
+            await self._tick_cluster(now)
+            return
         self._release_beaten(now)
         due = [(key, ttl) for key in self._ttl.pop_due(now) if (ttl := self._overdue(key, now))]
         others_live = len(self._ttl)
@@ -136,6 +158,49 @@ class HealthMonitor:
         ]
         commands += [c for key in self._cleanup.pop_due(now) if (c := self._removal(key, now))]
         await self._run_all(commands)
+
+    async def _tick_cluster(self, now: float) -> None:
+        """The leader's tick: lease expiries through self-preservation, and cleanup.
+        Other nodes keep their cleanup schedule, so a new leader has it at once."""
+        assert self._leases is not None
+        if not self._nodes.leading:
+            for key in self._cleanup.pop_due(now):
+                self._cleanup.schedule(key, now + 1.0)
+            return
+        if not self._was_leading:  # just elected: expiries seen while another node led
+            active = [(i.service_type, i.key) for i in self._view.all_instances() if i.live]
+            self._expired.update(self._leases.without_lease(active))
+        self._was_leading = True
+        for key in list(self._preservation.held):  # leased again: it came back
+            if not self._leases.without_lease([key]):
+                self._preservation.discard(key)
+        due = [(key, inst.ttl_s) for key in self._expired if (inst := self._live(key))]
+        self._expired.clear()
+        live = sum(self._view.live_count(svc) for svc in self._view.service_types())
+        others_live = max(0, live - len(due) - len(self._preservation.held))
+        commands: list[Command] = [
+            self._expiry(key) for key in self._preservation.admit(now, due, others_live)
+        ]
+        commands += [c for key in self._cleanup.pop_due(now) if (c := self._removal(key, now))]
+        await self._run_all(commands)
+
+    def _live(self, key: Key) -> Instance | None:
+        inst = self._view.find(*key)
+        return inst if inst is not None and inst.live else None
+
+    async def _take_expiries(self) -> None:
+        """Every node drains the store's expiries; the leader's tick acts on them."""
+        assert self._leases is not None
+        async for key in self._leases.expirations():
+            if self._nodes.leading:
+                self._expired.add(key)
+
+    def _on_cluster_change(self) -> None:
+        """Members or leader moved: take up (or hand over) this node's share of checks."""
+        if not self._nodes.leading:
+            self._was_leading = False
+        for inst in list(self._view.all_instances()):
+            self._sync_check(inst)
 
     async def _run_all(self, commands: Sequence[Command]) -> None:
         """Concurrently, so a mass expiry shares group commits; failures are logged."""
@@ -204,7 +269,7 @@ class HealthMonitor:
     def _track(self, inst: Instance) -> None:
         key = (inst.service_type, inst.key)
         self._preservation.discard(key)
-        if inst.status is Status.ACTIVE:
+        if inst.status is Status.ACTIVE and self._leases is None:
             self._ttl.schedule(key, self._ttl_deadline(inst))
         else:  # maintenance is never expired; dead has nothing left to expire
             self._ttl.cancel(key)
@@ -245,6 +310,8 @@ class HealthMonitor:
         wanted = self._config.active_checks and self._session is not None
         if not wanted or inst.check is None or inst.status is Status.MAINTENANCE:
             return None
+        if not self._nodes.owns((inst.service_type, inst.key)):
+            return None  # another node of the cluster probes it
         check = resolve_check(inst.check, self._config)
         return Target(inst.service_type, inst.key, inst.host, inst.port, check)
 

@@ -193,8 +193,11 @@ async def events(request: web.Request) -> web.Response:
 async def health(request: web.Request) -> web.Response:
     ctx = context(request)
     view = ctx.view
+    store = ctx.hooks.store_status()
     body = {
-        "status": "ok",
+        # degraded: the store is out of reach; this node answers from its last view and
+        # refuses writes (503) until it is back
+        "status": "ok" if store.get("state") == "ok" else "degraded",
         "index": view.index,
         "instances": view.count(),
         "services": len(view.service_types()),
@@ -202,6 +205,8 @@ async def health(request: web.Request) -> web.Response:
         "domain": ctx.config.zone,
         "monitor": ctx.hooks.health_status(),
         "dns": ctx.hooks.dns_stats(),
+        "store": store,
+        "cluster": ctx.hooks.cluster_status(),
     }
     return json_response(body, index=view.index)
 

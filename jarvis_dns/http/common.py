@@ -36,6 +36,8 @@ class Hooks:
     dns_stats: Callable[[], dict[str, Any]] = dict
     reload_zones: Callable[[], list[str]] = list
     clear_self_preservation: Callable[[], Awaitable[None]] = lambda: _nothing()
+    store_status: Callable[[], dict[str, object]] = lambda: {"backend": "memory", "state": "ok"}
+    cluster_status: Callable[[], dict[str, object]] = dict
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -17,6 +17,7 @@ In DESIGN's words: the store is the log; the view is its projection.
   A shared store whose watch cannot resume (the revision it had was compacted away)
   loads everything again and yields it as one ``Reload`` (a Batch; see below).
 * ``await close()``: finish what is queued, then release everything.
+* ``status()``: the backend and its state for ``/v1/health``.
 * ``echoes``: False for a store only this node writes (memory, SQLite): the writer
   applies its own batches as their commits return, in index order. True for a shared
   store (etcd): every batch, this node's own included, comes back through
@@ -65,6 +66,10 @@ class Store(Protocol):
     def changes(self, from_index: int) -> AsyncIterator[tuple[int, Batch | Touch]]: ...
 
     async def close(self) -> None: ...
+
+    def status(self) -> dict[str, object]:
+        """For /v1/health: {"backend", "state": "ok" | "unavailable", ...}."""
+        ...
 
 
 async def no_changes(from_index: int) -> AsyncIterator[tuple[int, Batch | Touch]]:

@@ -50,6 +50,7 @@ import json
 import logging
 import math
 import secrets
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
@@ -198,6 +199,9 @@ class EtcdStore:
         self._loaded = (0, 0)  # the last load's (snapshot index, header revision)
         self._expired: asyncio.Queue[Key] = asyncio.Queue(EXPIRIES_QUEUED)
         self._tasks: set[asyncio.Task[None]] = set()
+        # Since when this node has no working watch (None: it has one): /v1/health's
+        # "unavailable" and view_age_s.
+        self._down_since: float | None = time.monotonic()
 
     @classmethod
     def from_url(cls, url: str, zone: str, event_log_size: int = 10_000) -> EtcdStore:
@@ -401,11 +405,16 @@ class EtcdStore:
         for answer in await _gather(self.client.lease_keepalive(c) for c in chunks):
             gone |= {lease for lease, ttl in answer.items() if ttl <= 0}
         writes: list[JSON] = []
+        lapsed = [
+            r for r in rows if (live := lives[(r.service_type, r.key)]) and live.lease in gone
+        ]
+        if lapsed:  # a beat arrived after etcd let the lease go: the instance lives on
+            await _gather(self._lease_again(row, lives) for row in lapsed)
         for row in rows:
             key = (row.service_type, row.key)
             live = lives[key]
             if live is not None and live.lease in gone:
-                continue  # expiring: the Expire, or the revival's full write, carries it
+                continue  # leased again above (or expiring: the Expire carries it)
             if live is not None and (live.metrics, live.check_output) == (
                 row.metrics,
                 row.check_output,
@@ -420,6 +429,19 @@ class EtcdStore:
             writes.append(op_txn([same], [put]))
         txns = [writes[i : i + LIVENESS_TXN_ROWS] for i in range(0, len(writes), LIVENESS_TXN_ROWS)]
         await _gather(self.client.txn(success=txn) for txn in txns)
+
+    async def _lease_again(self, row: LivenessRow, lives: dict[Key, _Live | None]) -> None:
+        """A new lease for an instance whose lease lapsed while its client still beats
+        (held by self-preservation, or beaten again before the leader expired it), if
+        the instance is still the one the beat was for."""
+        key = (row.service_type, row.key)
+        live = lives[key]
+        ttl = live.ttl if live is not None and live.ttl else 1
+        lease = await self.client.lease_grant(ttl)
+        put = op_put(self.keys.live(key), self._live_value(row, ttl), lease)
+        same = mod_revision_is(self.keys.instance(key), row.modify_index)
+        if not (await self.client.txn([same], [put])).succeeded:
+            self._revoke_later([lease])  # it changed meanwhile (expired, say): not ours
 
     async def expirations(self) -> AsyncIterator[Key]:
         """Instances whose lease etcd let expire (no node kept it alive), each once, as
@@ -446,6 +468,7 @@ class EtcdStore:
             try:
                 async for response in self.client.watch(root, prefix_end(root), revision + 1):
                     pause = RETRY_FIRST_S
+                    self._down_since = None
                     if response.compact_revision:
                         log.warning(
                             "etcd compacted revision %d away (now at %d): loading everything",
@@ -463,6 +486,8 @@ class EtcdStore:
             except StoreError as exc:
                 if self._closed:
                     return
+                if self._down_since is None:
+                    self._down_since = time.monotonic()
                 log.warning("etcd watch lost (%s); resuming from revision %d", exc, revision + 1)
                 await asyncio.sleep(pause)
                 pause = min(RETRY_MAX_S, pause * 2)
@@ -548,6 +573,14 @@ class EtcdStore:
         inst.create_index = kv.create_revision
         inst.modify_index = kv.mod_revision
         return inst
+
+    def status(self) -> JSON:
+        """For /v1/health: ok while the watch is open; otherwise unavailable, and how old
+        the view this node answers from is."""
+        if self._down_since is None:
+            return {"backend": "etcd", "state": "ok", "view_age_s": 0.0}
+        age = round(time.monotonic() - self._down_since, 3)
+        return {"backend": "etcd", "state": "unavailable", "view_age_s": age}
 
     async def close(self) -> None:
         self._closed = True

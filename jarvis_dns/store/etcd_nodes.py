@@ -33,11 +33,11 @@ RETRY_S = 0.5
 
 
 class EtcdNodes:
-    def __init__(self, client: EtcdClient, prefix: str, zone: str, name: str, ttl_s: float):
-        base = f"{prefix.rstrip('/')}/{zone.rstrip('.')}"
+    def __init__(self, client: EtcdClient, root: str, name: str, ttl_s: float):
+        """root: the zone's key prefix, `<prefix>/<zone>/` (EtcdStore.keys.root)."""
         self._client = client
-        self._nodes = f"{base}/nodes/"
-        self._leader_key = f"{base}/leader"
+        self._nodes = f"{root}nodes/"
+        self._leader_key = f"{root}leader"
         self._name = name
         self._ttl = max(2, math.ceil(ttl_s))
         self._lease = 0

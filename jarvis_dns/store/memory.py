@@ -55,3 +55,6 @@ class MemoryStore:
 
     async def close(self) -> None:
         return None
+
+    def status(self) -> dict[str, object]:
+        return {"backend": "memory", "state": "ok"}

@@ -132,6 +132,9 @@ class SqliteStore:
     def changes(self, from_index: int) -> AsyncIterator[tuple[int, Batch | Touch]]:
         return no_changes(from_index)
 
+    def status(self) -> dict[str, object]:
+        return {"backend": "sqlite", "state": "ok", "path": str(self.path)}
+
     async def close(self) -> None:
         if self._thread is not None:
             self._queue.put(None)
