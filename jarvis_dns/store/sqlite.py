@@ -38,6 +38,8 @@ log = logging.getLogger("jarvis_dns.store")
 LIVENESS_CHUNK = 1000
 # A group stops growing past this many rows, so one transaction stays short.
 GROUP_ROWS = 4000
+# Waiters answered per pass of the event loop (see _settle).
+SETTLE_CHUNK = 8
 
 
 @dataclass(slots=True)
@@ -248,7 +250,14 @@ def _in_savepoint(db: sqlite3.Connection, job: _Job) -> sqlite3.Error | None:
 
 
 def _settle(group: list[_Job], errors: list[sqlite3.Error | None]) -> None:
-    """On the loop: answer each job's waiter."""
+    """On the loop: answer each job's waiter, SETTLE_CHUNK at a time. Every answered
+    waiter resumes its request in the loop's next pass, and a pass runs all it has
+    before it looks at sockets again: a group of a hundred would keep DNS waiting for
+    all of them. A few per pass lets queries in between."""
+    if len(group) > SETTLE_CHUNK:
+        rest = group[SETTLE_CHUNK:], errors[SETTLE_CHUNK:]
+        asyncio.get_running_loop().call_soon(_settle, *rest)
+        group, errors = group[:SETTLE_CHUNK], errors[:SETTLE_CHUNK]
     for job, error in zip(group, errors, strict=True):
         future = job.future
         if future is None or future.done():  # its waiter went away
