@@ -19,6 +19,16 @@ DEFAULT_WEIGHT = 100
 DEFAULT_TTL_S = 30.0
 # Dead instances linger ten minutes so a flapping host keeps its identity.
 DEFAULT_DEREGISTER_AFTER_S = 600.0
+# DESIGN: the last check output is kept, <= 4 KiB of UTF-8.
+MAX_CHECK_OUTPUT_BYTES = 4096
+
+
+def cap_output(text: str) -> str:
+    """Cut to MAX_CHECK_OUTPUT_BYTES of UTF-8 without splitting a character."""
+    raw = text.encode("utf-8", "replace")
+    if len(raw) <= MAX_CHECK_OUTPUT_BYTES:
+        return text
+    return raw[:MAX_CHECK_OUTPUT_BYTES].decode("utf-8", "ignore")
 
 
 class Status(enum.StrEnum):

@@ -18,8 +18,7 @@ from jarvis_dns.changes import Changes
 from jarvis_dns.config import Config
 from jarvis_dns.health import CheckResult, HealthMonitor, HttpCheck, Target, TcpCheck
 from jarvis_dns.health.limiter import Limiter
-from jarvis_dns.health.outcome import MAX_OUTPUT_BYTES
-from jarvis_dns.models import Check, InstanceSpec, Status
+from jarvis_dns.models import MAX_CHECK_OUTPUT_BYTES, Check, InstanceSpec, Status
 
 
 class NoStagger(random.Random):
@@ -164,7 +163,7 @@ async def test_http_refused_fails_with_the_reason(session: aiohttp.ClientSession
 async def test_http_output_is_capped(fleet: Fleet, session: aiohttp.ClientSession) -> None:
     result = await http_check(http_target(fleet.port, "huge"), session).run_once()
     assert not result.passed
-    assert len(result.output.encode()) == MAX_OUTPUT_BYTES
+    assert len(result.output.encode()) == MAX_CHECK_OUTPUT_BYTES
 
 
 async def test_tcp_check(fleet: Fleet) -> None:

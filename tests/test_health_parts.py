@@ -7,10 +7,10 @@ import json
 import pytest
 
 from jarvis_dns.config import Config
-from jarvis_dns.health.outcome import MAX_OUTPUT_BYTES, cap_output, interpret_http
+from jarvis_dns.health.outcome import interpret_http
 from jarvis_dns.health.targets import MIN_INTERVAL_S, resolve_check
 from jarvis_dns.health.wheel import TimerWheel
-from jarvis_dns.models import Check
+from jarvis_dns.models import MAX_CHECK_OUTPUT_BYTES, Check, cap_output
 
 # -- TimerWheel ---------------------------------------------------------------
 
@@ -98,10 +98,10 @@ def test_interpret_http_keeps_metrics() -> None:
 def test_output_is_capped_at_4_kib_without_splitting_characters() -> None:
     text = "é" * 5000  # two bytes each
     capped = cap_output(text)
-    assert len(capped.encode()) <= MAX_OUTPUT_BYTES
-    assert capped == "é" * (MAX_OUTPUT_BYTES // 2)
+    assert len(capped.encode()) <= MAX_CHECK_OUTPUT_BYTES
+    assert capped == "é" * (MAX_CHECK_OUTPUT_BYTES // 2)
     long_500 = interpret_http(500, b"x" * 100_000)
-    assert len(long_500.output.encode()) <= MAX_OUTPUT_BYTES
+    assert len(long_500.output.encode()) <= MAX_CHECK_OUTPUT_BYTES
     assert cap_output("short") == "short"
 
 

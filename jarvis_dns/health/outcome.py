@@ -11,9 +11,15 @@ from dataclasses import dataclass
 
 from jarvis_dns import validate
 from jarvis_dns.errors import ValidationError
-from jarvis_dns.models import Check, EventKind, Instance, JSONObject, Status
+from jarvis_dns.models import (
+    Check,
+    EventKind,
+    Instance,
+    JSONObject,
+    Status,
+    cap_output,
+)
 
-MAX_OUTPUT_BYTES = 4096  # DESIGN: the last check output is kept, <= 4 KiB
 HEALTHY_WORDS = frozenset({"healthy", "ok", "pass"})
 HTTP_TOO_MANY_REQUESTS = 429
 
@@ -34,14 +40,6 @@ class Mark:
     status: Status | None
     reason: str
     busy: bool | None
-
-
-def cap_output(text: str) -> str:
-    """Cut to MAX_OUTPUT_BYTES of UTF-8 without splitting a character."""
-    raw = text.encode("utf-8", "replace")
-    if len(raw) <= MAX_OUTPUT_BYTES:
-        return text
-    return raw[:MAX_OUTPUT_BYTES].decode("utf-8", "ignore")
 
 
 def failure(output: str) -> CheckResult:

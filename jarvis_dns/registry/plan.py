@@ -25,6 +25,7 @@ from jarvis_dns.models import (
     JSONObject,
     Key,
     Status,
+    cap_output,
 )
 from jarvis_dns.registry.commands import (
     Command,
@@ -38,17 +39,11 @@ from jarvis_dns.registry.commands import (
 )
 from jarvis_dns.registry.view import View
 
-MAX_CHECK_OUTPUT = 4096
-_SPEC_FIELDS = (
-    "host",
-    "port",
-    "metadata",
-    "weight",
-    "busy",
-    "status",
-    "ttl_s",
-    "check",
-    "deregister_after_s",
+# What a registration may change; a repeat with all of them equal is only a heartbeat.
+_SPEC_FIELDS = tuple(
+    f.name
+    for f in dataclasses.fields(InstanceSpec)
+    if f.name not in ("service_type", "instance_id")
 )
 
 
@@ -143,7 +138,7 @@ def _set_status(view: View, cmd: SetStatus, now: float) -> Plan:
 
 def _observe(view: View, cmd: Observe, now: float) -> Plan:
     inst = view.get(cmd.service_type, cmd.instance_id)
-    output = cmd.output[:MAX_CHECK_OUTPUT]
+    output = cap_output(cmd.output)
     new = dataclasses.replace(inst, check_output=output, check_failing=cmd.failing)
     if cmd.metrics is not None:
         new.metrics = cmd.metrics
