@@ -6,8 +6,11 @@ import asyncio
 import json
 import time
 
-from conftest import ApiServer
+import httpx
+from aiohttp import web
+from conftest import ApiServer, FakeClock, new_changes
 
+from jarvis_dns.config import Config
 from jarvis_dns.models import EventKind, Status
 from jarvis_dns.registry import Observe
 
@@ -227,3 +230,30 @@ async def test_health(api: ApiServer) -> None:
     await register(api)
     body = (await api.client.get("/v1/health")).json()
     assert body["status"] == "ok" and body["instances"] == 1 and body["index"] == 1
+
+
+async def test_health_says_degraded_while_the_store_is_out_of_reach(clock: FakeClock) -> None:
+    from jarvis_dns.discovery import Discovery
+    from jarvis_dns.http.blocking import IndexWaiter
+    from jarvis_dns.http.common import Context, Hooks
+    from jarvis_dns.http.routes import make_web_app
+
+    changes = new_changes(clock)
+    state = {"backend": "etcd", "state": "ok", "view_age_s": 0.0}
+    hooks = Hooks(store_status=lambda: dict(state), cluster_status=lambda: {"node": "n1"})
+    ctx = Context(changes, Discovery(changes.view), Config(), IndexWaiter(changes), hooks)
+    runner = web.AppRunner(make_web_app(ctx))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1/health"
+    try:
+        async with httpx.AsyncClient() as client:
+            body = (await client.get(url)).json()
+            assert body["status"] == "ok" and body["store"]["backend"] == "etcd"
+            assert body["cluster"] == {"node": "n1"}
+            state.update(state="unavailable", view_age_s=4.2)
+            body = (await client.get(url)).json()
+            assert body["status"] == "degraded" and body["store"]["view_age_s"] == 4.2
+    finally:
+        await runner.cleanup()
