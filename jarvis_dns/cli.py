@@ -12,7 +12,7 @@ from typing import Any
 
 from jarvis_dns import logs
 from jarvis_dns.config import Config, env
-from jarvis_dns.errors import ConfigError, ZoneError
+from jarvis_dns.errors import ConfigError, StoreError, ZoneError
 
 DEFAULT_URL = "http://127.0.0.1:9000"
 
@@ -152,7 +152,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     logs.setup(config.log_level, config.log_format)
     try:
         _run(serve(config))
-    except (ConfigError, ZoneError) as exc:
+    except (ConfigError, ZoneError, StoreError) as exc:  # StoreError: the store is unreachable
         print(f"jarvis-dns: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
