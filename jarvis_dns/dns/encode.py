@@ -132,7 +132,7 @@ class HandEncoder:
         self.static_origins: tuple[str, ...] = ()  # zone files: their names are dnslib's
         self._ns = (names.NS_LABEL.encode(), *self.zone_labels)
         self._hostmaster = (b"hostmaster", *self.zone_labels)
-        self._memo: dict[tuple[str, str, bool, int, int, str], tuple[Rec, Rec | None]] = {}
+        self._memo: dict[tuple[str, object, bool, int, int, str], tuple[Rec, Rec | None]] = {}
         self._names: dict[bytes, _Name] = {}
 
     # -- entry
@@ -201,8 +201,13 @@ class HandEncoder:
             n = turn % len(answer)
             answer = answer[n:] + answer[:n]
         serial_at = -1
+        buf, question = p.buf, p.question
         for rec in answer:
-            serial_at = max(serial_at, _write(p, rec))
+            if rec[0] is None and rec[1] in _RAW_TYPES:  # most records: bytes as kept
+                buf += question
+                buf += rec[3]
+            else:
+                serial_at = max(serial_at, _write(p, rec))
         for rec in shape.authority:
             serial_at = max(serial_at, _write(p, rec))
         mark = len(p.buf)
@@ -267,7 +272,14 @@ class HandEncoder:
         records: list[Rec] = []
         glue: list[Rec] = []
         for inst in instances:
-            key = (inst.service_type, inst.key, inst.busy, inst.weight, inst.port, inst.host)
+            key = (
+                inst.service_type,
+                inst.instance_id,
+                inst.busy,
+                inst.weight,
+                inst.port,
+                inst.host,
+            )
             pieces = memo.get(key)
             if pieces is None:
                 pieces = self._srv_pieces(inst)
@@ -285,7 +297,15 @@ class HandEncoder:
         fixed = _SRV_FIXED.pack(srv_priority(inst), srv_weight(inst), inst.port)
         srv = self._own(proto.SRV, fixed + name_wire(target))
         address = packed_address(inst.host)
-        glue = None if address is None else (target, address[0], self.ttl, address[1])
+        glue: Rec | None = None
+        if address is not None:
+            rdata = address[1]
+            glue = (
+                target,
+                _GLUE,
+                0,
+                _RR.pack(address[0], proto.CLASS_IN, self.ttl, len(rdata)) + rdata,
+            )
         return srv, glue
 
     def _ptr(self, instances: list[Instance]) -> list[Rec]:
@@ -450,6 +470,8 @@ class HandEncoder:
 
 
 _QUESTION_POINTER = (proto.POINTER | proto.HEADER).to_bytes(2, "big")
+_GLUE = 0  # a record type standing for "data holds the whole record after the owner"
+_RAW_TYPES = frozenset({proto.A, proto.AAAA, proto.TXT, proto.SRV, proto.HINFO})
 _Suffixes = dict[Labels, int]  # a question name's compression entries
 _Name = tuple[object, NameQuery | None, _Suffixes]
 
@@ -490,6 +512,9 @@ def _write(p: Packer, rec: Rec) -> int:
         return serial_at
     if owner is None:
         p.buf += p.question
+        p.buf += data
+    elif rtype == _GLUE:
+        p.name(owner)
         p.buf += data
     else:
         p.record(owner, rtype, ttl, data)

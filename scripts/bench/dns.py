@@ -1,7 +1,9 @@
 """DNS benchmark: dnsperf against jarvis-dns and against dnsmasq (C) serving the same
-records, in the same run; then jarvis-dns again with 100,000 instances.
+records, in the same run; jarvis-dns with its answer cache off (the hand-encoded miss
+path alone); DNS while busy status churns over HTTP (0, 100 and 1,000 flips a second
+against 100 services x 10 instances); then jarvis-dns again with 100,000 instances.
 
-    .venv/bin/python scripts/bench/dns.py [--seconds 10] [--quick]
+    .venv/bin/python scripts/bench/dns.py [--seconds 10] [--quick] [--only churn]
 """
 
 from __future__ import annotations
@@ -11,21 +13,28 @@ import sys
 sys.path.append(sys.path.pop(0))  # this file is dns.py: keep dnspython's `dns` first
 
 import argparse
+import asyncio
+import os
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from _common import (
     LOAD_CPU,
     PYTHON,
     SERVER_CPU,
+    Perf,
     dnsperf,
     free_port,
     header,
     pinned,
     seed_sqlite,
     stop,
+    wait_http,
     write_section,
 )
 
@@ -100,15 +109,25 @@ def wait_dns(port: int) -> None:
     raise RuntimeError(f"no DNS on port {port}")
 
 
-def jarvis(data: str, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
+# `serve` with settings Config may not have as flags yet (the answer cache switch):
+# class attributes stand in for them, read by dns.build through getattr.
+_SERVE = (
+    "import sys; from jarvis_dns.config import Config; from jarvis_dns.cli import main; "
+    "[setattr(Config, k, v) for k, v in {settings!r}.items()]; sys.exit(main())"
+)
+
+
+def jarvis(
+    data: str, *extra: str, http: int = 0, settings: dict[str, object] | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
+    launch = ["-c", _SERVE.format(settings=settings)] if settings else ["-m", "jarvis_dns"]
     argv = [
         PYTHON,
-        "-m",
-        "jarvis_dns",
+        *launch,
         "serve",
         "--http",
-        f"127.0.0.1:{free_port()}",
+        f"127.0.0.1:{http or free_port()}",
         "--dns",
         f"127.0.0.1:{port}",
         "--data-dir",
@@ -125,6 +144,123 @@ def jarvis(data: str, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
     )
     wait_dns(port)
     return proc, port
+
+
+@dataclass
+class Churn:
+    asked: int  # flips attempted
+    answered: int  # flips answered 2xx
+    p50_ms: float
+    p99_ms: float
+
+
+def churn(http: int, rate: int, seconds: float, fleet: list[tuple[str, int]]) -> Churn:
+    """Flip busy on the fleet's instances in turn, ``rate`` times a second over HTTP,
+    for ``seconds``; returns what was asked and answered (run in a thread)."""
+    import httpx
+
+    times: list[float] = []
+    asked = 0
+
+    async def flip(client: httpx.AsyncClient, svc: str, iid: int, busy: bool) -> None:
+        began = time.perf_counter()
+        url = f"/v1/services/{svc}/instances/{iid}/status"
+        try:
+            reply = await client.put(url, json={"busy": busy})
+            if reply.status_code < 300:
+                times.append(time.perf_counter() - began)
+        except httpx.HTTPError:
+            pass
+
+    async def main() -> None:
+        nonlocal asked
+        limits = httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{http}", limits=limits, timeout=10.0
+        ) as client:
+            tasks: set[asyncio.Task[None]] = set()
+            began = time.perf_counter()
+            while (now := time.perf_counter() - began) < seconds:
+                due = int(now * rate)
+                while asked < due:
+                    svc, iid = fleet[asked % len(fleet)]
+                    busy = (asked // len(fleet)) % 2 == 0
+                    task = asyncio.create_task(flip(client, svc, iid, busy))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                    asked += 1
+                await asyncio.sleep(0.002)
+            if tasks:
+                await asyncio.wait(tasks, timeout=10.0)
+
+    asyncio.run(main())
+    ordered = sorted(times) or [float("nan")]
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000  # noqa: E731
+    return Churn(asked, len(times), pick(0.5), pick(0.99))
+
+
+def churn_runs(seconds: float, rates: list[int]) -> tuple[list[tuple[int, Perf, Churn]], Perf]:
+    """dnsperf (SRV and A over 100 services x 10 instances) while busy flips at each
+    rate; then the same queries with the answer cache off and no churn."""
+    fleet = [
+        (f"svc-{s}", s * 10 + i + 1, f"10.1.{s}.{i}", 5001 + i, {"version": "1.0"})
+        for s in range(100)
+        for i in range(10)
+    ]
+    queries = [q for s in range(100) for q in (f"_svc-{s}._tcp.{ZONE} SRV", f"svc-{s}.{ZONE} A")]
+    rows = []
+    with tempfile.TemporaryDirectory() as data:
+        seed_sqlite(data, fleet)
+        http = free_port()
+        server, port = jarvis(data, http=http)
+        try:
+            wait_http(f"http://127.0.0.1:{http}/v1/health")
+            targets = [(svc, iid) for svc, iid, *_ in fleet]
+            for rate in rates:
+                result: list[Churn] = []
+                flipper = threading.Thread(
+                    target=lambda r=result, n=rate: r.append(churn(http, n, seconds, targets))
+                )
+                if rate:
+                    flipper.start()
+                perf = dnsperf(port, queries, seconds)
+                if rate:
+                    flipper.join()
+                rows.append((rate, perf, result[0] if result else Churn(0, 0, 0.0, 0.0)))
+        finally:
+            stop(server)
+        uncached, port = jarvis(data, settings={"dns_cache": False})
+        try:
+            no_cache = dnsperf(port, queries, seconds)
+        finally:
+            stop(uncached)
+    return rows, no_cache
+
+
+def churn_table(rows: list[tuple[int, Perf, Churn]], no_cache: Perf, load: str) -> str:
+    base = rows[0][1].qps
+    lines = [
+        "| flips/s asked | answered | flip p50 ms | flip p99 ms | DNS q/s | lost | vs no churn |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for rate, perf, flips in rows:
+        lines.append(
+            f"| {rate:,} | {flips.answered:,} of {flips.asked:,} | {flips.p50_ms:.1f} | "
+            f"{flips.p99_ms:.1f} | {perf.qps:,.0f} | {perf.lost} | {perf.qps / base:.2f} |"
+        )
+    lines += [
+        "",
+        f"The same SRV and A queries with the answer cache off (every reply encoded by hand "
+        f"from the view; `dns_cache = False`), no churn: {no_cache.qps:,.0f} q/s, "
+        f"{no_cache.lost} lost.",
+        "",
+        f"Machine load while measuring (1/5/15-minute load average, 2 cores): {load}.",
+    ]
+    return "\n".join(lines)
+
+
+def load_average() -> str:
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def run(seconds: float, big: int) -> str:
@@ -200,11 +336,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--instances", type=int, default=100_000)
     parser.add_argument("--quick", action="store_true", help="1 s runs, 2,000 instances")
+    parser.add_argument("--only", choices=["churn"], help="only the churn runs (printed)")
     args = parser.parse_args()
     for tool in ("dnsperf", "dnsmasq"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
             sys.exit(f"{tool} is missing: apt-get install {tool}")
     seconds, big = (1, 2000) if args.quick else (args.seconds, args.instances)
+    if (os.cpu_count() or 1) > 1:  # the churning client shares the load core with dnsperf
+        os.sched_setaffinity(0, {int(LOAD_CPU)})
+    before = load_average()
+    rows, no_cache = churn_runs(seconds, [0, 100, 1000])
+    churned = churn_table(rows, no_cache, f"{before} before, {load_average()} after")
+    if args.only == "churn":
+        print(churned)
+        return
     table = run(seconds, big)
     command = "scripts/bench/dns.py" + (" --quick" if args.quick else "")
     text = header("DNS: jarvis-dns against dnsmasq", command) + (
@@ -215,6 +360,12 @@ def main() -> None:
         "(capped by net.core.rmem_max); dnsmasq keeps the kernel default (208 KiB), which "
         "holds only ~200 queued datagrams, so its few lost queries are bursts it dropped."
         f"\n\n{table}"
+        "\n\n### While busy status churns\n\n"
+        "100 services x 10 instances; dnsperf asks SRV and A of all of them (as above) "
+        "while a client on the load core flips instances busy and idle over HTTP "
+        "(`PUT /v1/services/{svc}/instances/{id}/status`, 64 connections at most), "
+        "round robin over the fleet, at the asked rate. jarvis-dns answers both on its one "
+        f"core.\n\n{churned}"
     )
     print(text)
     if not args.quick:
