@@ -5,19 +5,23 @@ Both programs run on loopback as children of the test and are stopped by their P
 runs from a configuration in tmp_path. systemd-resolved needs root: it runs in a private
 mount and PID namespace (unshare) where tmp_path directories stand in for /etc/systemd and
 /run, next to a private D-Bus daemon, so the host's resolver and bus are never touched and
-everything it started dies with the namespace."""
+everything it started dies with the namespace. Where it is not installed, it runs from
+its Debian packages unpacked into a cache directory (``apt-get download`` and
+``dpkg -x``, nothing installed), and its user exists only in the namespace's /etc/passwd."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import ctypes.util
+import fcntl
 import os
 import pwd
 import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -46,13 +50,66 @@ DOC_DNS = "127.0.0.1:9053"
 DEADLINE_S = 20.0
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-RESOLVED = next(
-    (p for p in ("/lib/systemd/systemd-resolved", "/usr/lib/systemd/systemd-resolved")
-     if Path(p).exists()),
-    "/lib/systemd/systemd-resolved",
-)  # fmt: skip
-RESOLVECTL = shutil.which("resolvectl") or "/usr/bin/resolvectl"
 DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+# Unpacked together so that resolved, resolvectl and their private library agree.
+RESOLVED_PACKAGES = ("systemd-resolved", "libnss-resolve", "libsystemd-shared")
+MULTIARCH = "usr/lib/x86_64-linux-gnu"
+
+
+def _unpacked_resolved() -> Path | None:
+    """systemd-resolved's Debian packages unpacked (``apt-get download`` + ``dpkg -x``)
+    into a cache directory shared by test runs; None when apt cannot get them."""
+    cache = Path(tempfile.gettempdir()) / f"jarvis-dns-test-resolved-{os.getuid()}"
+    root = cache / "root"
+    if (root / "lib/systemd/systemd-resolved").exists():
+        return root
+    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
+        return None
+    cache.mkdir(exist_ok=True)
+    with open(cache / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another test run may be unpacking it now
+        if (root / "lib/systemd/systemd-resolved").exists():
+            return root
+        debs = cache / "debs"
+        debs.mkdir(exist_ok=True)
+        for attempt in range(2):
+            got = subprocess.run(["apt-get", "download", *RESOLVED_PACKAGES], cwd=debs,
+                                 capture_output=True, timeout=300)  # fmt: skip
+            if got.returncode == 0:
+                break
+            if attempt == 0:  # a fresh machine has no package lists yet
+                subprocess.run(["apt-get", "update"], capture_output=True, timeout=600)
+        else:
+            return None
+        staging = cache / "staging"
+        shutil.rmtree(staging, ignore_errors=True)
+        for deb in sorted(debs.glob("*.deb")):
+            subprocess.run(["dpkg", "-x", str(deb), str(staging)], check=True, timeout=120)
+        staging.rename(root)
+    return root
+
+
+def _installed(*paths: str) -> str | None:
+    return next((p for p in paths if Path(p).exists()), None)
+
+
+_SYSTEM_RESOLVED = _installed("/lib/systemd/systemd-resolved", "/usr/lib/systemd/systemd-resolved")
+_UNPACKED = None if _SYSTEM_RESOLVED else _unpacked_resolved()
+RESOLVED = _SYSTEM_RESOLVED or str((_UNPACKED or Path("/")) / "lib/systemd/systemd-resolved")
+RESOLVECTL = (
+    shutil.which("resolvectl")
+    if _SYSTEM_RESOLVED
+    else str((_UNPACKED or Path("/")) / "usr/bin/resolvectl")
+) or "/usr/bin/resolvectl"
+# The unpacked private library, and libnss_resolve for getent: found through this.
+RESOLVED_ENV = (
+    {"LD_LIBRARY_PATH": f"{_UNPACKED / MULTIARCH / 'systemd'}:{_UNPACKED / MULTIARCH}"}
+    if _UNPACKED
+    else {}
+)
+NSS_RESOLVE = ctypes.util.find_library("nss_resolve") or (
+    str(_UNPACKED / MULTIARCH / "libnss_resolve.so.2") if _UNPACKED else None
+)
 
 
 # -- the README -----------------------------------------------------------------------
@@ -241,11 +298,10 @@ def _resolved_missing() -> str | None:
         return "needs root (a private mount namespace for /etc/systemd and /run)"
     for tool in (RESOLVED, RESOLVECTL, "dbus-daemon", "unshare", "nsenter"):
         if shutil.which(tool) is None:
-            return f"{tool} is not installed (Debian: systemd-resolved, dbus, util-linux)"
-    try:
-        pwd.getpwnam("systemd-resolve")
-    except KeyError:
-        return "no systemd-resolve user (install the systemd-resolved package)"
+            return (
+                f"{tool} is not installed, nor could apt-get download systemd-resolved "
+                "(Debian: systemd-resolved, dbus, util-linux)"
+            )
     probe = subprocess.run(["unshare", "--mount", "--pid", "--fork", "true"],
                            capture_output=True, timeout=10)  # fmt: skip
     if probe.returncode != 0:
@@ -289,6 +345,8 @@ NAMESPACE_SH = """set -e
 mount --bind "$1/etc-systemd" /etc/systemd
 mount --bind "$1/run" /run
 [ -z "$3" ] || mount --bind "$3" /etc/nsswitch.conf
+[ ! -e "$1/passwd" ] || mount --bind "$1/passwd" /etc/passwd
+[ ! -e "$1/group" ] || mount --bind "$1/group" /etc/group
 trap 'exit 0' TERM
 dbus-daemon --config-file="$1/dbus.conf" --nofork --nopidfile &
 DBUS_SYSTEM_BUS_ADDRESS=unix:path=/run/test-system-bus "$2" &
@@ -308,7 +366,8 @@ class Resolved:
     def run(self, *argv: str) -> subprocess.CompletedProcess[str]:
         # Inside the PID namespace too: resolved refuses varlink peers it cannot see.
         enter = ["nsenter", f"--target={self._init_pid()}", "--mount", "--pid",
-                 "env", "DBUS_SYSTEM_BUS_ADDRESS=unix:path=/run/test-system-bus"]  # fmt: skip
+                 "env", "DBUS_SYSTEM_BUS_ADDRESS=unix:path=/run/test-system-bus",
+                 *(f"{k}={v}" for k, v in RESOLVED_ENV.items())]  # fmt: skip
         return subprocess.run([*enter, *argv], capture_output=True, text=True, timeout=30)
 
     async def ask(self, name: str, rdtype: str = "A", timeout: float = 3) -> list[str]:
@@ -318,6 +377,23 @@ class Resolved:
         want = dns.rdatatype.from_text(rdtype)
         return sorted(rd.to_text() for rrset in reply.answer if rrset.rdtype == want
                       for rd in rrset)  # fmt: skip
+
+
+def _resolve_user(tmp: Path) -> tuple[int, int]:
+    """The systemd-resolve user's ids; where the package is not installed, a user made
+    in copies of /etc/passwd and /etc/group that only the namespace sees."""
+    try:
+        user = pwd.getpwnam("systemd-resolve")
+        return user.pw_uid, user.pw_gid
+    except KeyError:
+        pass
+    taken = {u.pw_uid for u in pwd.getpwall()}
+    uid = next(i for i in range(999, 100, -1) if i not in taken)
+    passwd, group = Path("/etc/passwd").read_text(), Path("/etc/group").read_text()
+    line = f"systemd-resolve:x:{uid}:{uid}:systemd Resolver:/:/usr/sbin/nologin\n"
+    (tmp / "passwd").write_text(passwd.rstrip("\n") + "\n" + line)
+    (tmp / "group").write_text(group.rstrip("\n") + f"\nsystemd-resolve:x:{uid}:\n")
+    return uid, uid
 
 
 @contextlib.asynccontextmanager
@@ -337,8 +413,8 @@ async def _resolved(
     (drop_in.parent / "zz-test.conf").write_text(TEST_DROP_IN.format(stub=stub))
     runtime = tmp / "run" / "systemd" / "resolve"
     runtime.mkdir(parents=True)
-    user = pwd.getpwnam("systemd-resolve")
-    os.chown(runtime, user.pw_uid, user.pw_gid)  # as systemd's RuntimeDirectory= would
+    uid, gid = _resolve_user(tmp)
+    os.chown(runtime, uid, gid)  # as systemd's RuntimeDirectory= would
     (tmp / "dbus.conf").write_text(DBUS_CONF)
     if nsswitch:
         (tmp / "nsswitch.conf").write_text(nsswitch)
@@ -347,7 +423,8 @@ async def _resolved(
             "--kill-child", "sh", "-c", NAMESPACE_SH, "sh", str(tmp), RESOLVED,
             str(tmp / "nsswitch.conf") if nsswitch else ""]  # fmt: skip
     with open(log, "wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        env = {**os.environ, **RESOLVED_ENV}
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
     resolved = Resolved(proc, stub, log)
     try:
 
@@ -393,9 +470,7 @@ async def test_the_systemd_resolved_snippet_routes_the_zone_to_jarvis_dns(
 
 
 @needs_resolved
-@pytest.mark.skipif(
-    ctypes.util.find_library("nss_resolve") is None, reason="libnss-resolve is not installed"
-)
+@pytest.mark.skipif(NSS_RESOLVE is None, reason="libnss-resolve is not installed")
 async def test_getent_finds_registry_names_through_systemd_resolved(tmp_path: Path) -> None:
     # The README's other check, with an nsswitch.conf (in the namespace only) whose hosts
     # line asks resolved, as libnss-resolve's package sets it up.
