@@ -20,6 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
+from jarvis_dns import security
+from jarvis_dns.acl import Acl
 from jarvis_dns.changes import Changes
 from jarvis_dns.cluster import Nodes, Solo
 from jarvis_dns.config import Config, split_hostport
@@ -87,6 +89,8 @@ class App:
         self.health = HealthMonitor(
             self.changes, config, clock=clock, nodes=self.nodes, leases=leases
         )
+        self.acl = Acl(config.acl, config.acl_anonymous)
+        self.tokens = security.open_tokens(self.store)
         self._runner: web.AppRunner | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._follower: asyncio.Task[None] | None = None
@@ -109,6 +113,7 @@ class App:
 
     def web_app(self) -> web.Application:
         ctx = Context(self.changes, self.discovery, self.config, self.waiter, self._hooks())
+        ctx.acl, ctx.tokens = self.acl, self.tokens
         return make_web_app(ctx)
 
     def _hooks(self) -> Hooks:
@@ -124,7 +129,10 @@ class App:
     async def start(self) -> None:
         """The store's state first, then DNS and the monitor, HTTP last: once /v1/health
         answers, all of it is up."""
+        security.check_protected_mode(self.config)
         try:
+            if self.config.acl:
+                await self._load_acl()
             await self.changes.load()
             self._follower = asyncio.create_task(self.changes.follow(), name="follow store")
             if isinstance(self.nodes, EtcdNodes):
@@ -145,6 +153,11 @@ class App:
             self.view.count(),
             self.view.index,
         )
+
+    async def _load_acl(self) -> None:
+        secret = security.bootstrap_secret(self.config)
+        tokens = await self.tokens.load()
+        self.acl = Acl(True, self.config.acl_anonymous, secret, tokens)
 
     async def _start_http(self) -> None:
         host, port = split_hostport(self.config.http, 9000)
@@ -194,6 +207,7 @@ class App:
     async def close(self) -> None:
         """Finish what the store has queued, then release it."""
         await self.store.close()
+        self.tokens.close()
 
     def reload_zones(self) -> None:
         try:
@@ -223,6 +237,7 @@ def _bind_error(face: str, address: str, exc: OSError) -> ConfigError:
 
 async def serve(config: Config, ready: Callable[[App], Any] | None = None) -> None:
     """Run until SIGINT or SIGTERM; SIGHUP reloads zone files."""
+    security.check_protected_mode(config)  # before anything starts, or logs
     app = App(config)
     _tune_gc()
     loop = asyncio.get_running_loop()

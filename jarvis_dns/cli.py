@@ -40,8 +40,21 @@ _SERVE_SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "liveness_flush": ("liveness_flush_s", float),
     "node": ("node", str),
     "node_ttl": ("node_ttl_s", float),
+    "acl_anonymous": ("acl_anonymous", str),
+    "acl_bootstrap_token": ("acl_bootstrap_token", str),
+    "check_deny": ("check_deny", str),
+    "tls_cert": ("tls_cert", str),
+    "tls_key": ("tls_key", str),
+    "tls_client_ca": ("tls_client_ca", str),
+    "http_max_connections": ("http_max_connections", int),
+    "http_max_connections_per_client": ("http_max_connections_per_client", int),
+    "http_read_timeout": ("http_read_timeout_s", float),
+    "http_idle_timeout": ("http_idle_timeout_s", float),
+    "max_waiting_queries": ("max_waiting_queries", int),
+    "max_instances": ("max_instances", int),
+    "max_instances_per_service": ("max_instances_per_service", int),
 }
-_LIST_FIELDS = {"dns", "upstreams"}
+_LIST_FIELDS = {"dns", "upstreams", "check_deny"}
 
 
 def _serve_parser(sub: Any) -> None:
@@ -119,7 +132,62 @@ def _serve_parser(sub: Any) -> None:
         f"liveness is lost in a crash [{d.liveness_flush_s:g}]",
     )
     add("--no-fast-path", action="store_true", help="answer every DNS query through dnslib")
+    _security_flags(p, d)
     p.set_defaults(run=_run_serve)
+
+
+def _security_flags(p: argparse.ArgumentParser, d: Config) -> None:
+    add = p.add_argument
+    add("--acl", action="store_true", help="require ACL tokens on the HTTP API")
+    add(
+        "--acl-anonymous",
+        choices=("none", "read"),
+        help=f"policy without a token [{d.acl_anonymous}]",
+    )
+    add(
+        "--acl-bootstrap-token",
+        help="the management token [made once into <data-dir>/acl-bootstrap-token]",
+    )
+    add("--insecure", action="store_true", help="allow an HTTP bind beyond loopback without --acl")
+    add(
+        "--check-deny",
+        action="append",
+        help=f"CIDR active checks may not reach; repeatable [{','.join(d.check_deny)}]",
+    )
+    add("--tls-cert", help="PEM certificate chain: serve HTTPS")
+    add("--tls-key", help="PEM private key of --tls-cert")
+    add("--tls-client-ca", help="PEM CA bundle: require client certificates it signed")
+    add(
+        "--http-max-connections",
+        type=int,
+        help=f"open HTTP connections in all [{d.http_max_connections}]",
+    )
+    add(
+        "--http-max-connections-per-client",
+        type=int,
+        help=f"open HTTP connections per client address [{d.http_max_connections_per_client}]",
+    )
+    add(
+        "--http-read-timeout",
+        type=float,
+        help=f"seconds to receive a request's headers and body [{d.http_read_timeout_s:g}]",
+    )
+    add(
+        "--http-idle-timeout",
+        type=float,
+        help=f"seconds a keep-alive connection may idle [{d.http_idle_timeout_s:g}]",
+    )
+    add(
+        "--max-waiting-queries",
+        type=int,
+        help=f"blocking queries held at once; 503 beyond [{d.max_waiting_queries}]",
+    )
+    add("--max-instances", type=int, help=f"instances in all; 507 beyond [{d.max_instances}]")
+    add(
+        "--max-instances-per-service",
+        type=int,
+        help=f"instances per service; 507 beyond [{d.max_instances_per_service}]",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -138,6 +206,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
             setattr(config, name, value)
     config.active_checks = not (args.no_active_checks or _env_flag("no_active_checks"))
     config.dns_fast_path = not (args.no_fast_path or _env_flag("no_fast_path"))
+    config.acl = args.acl or _env_flag("acl")
+    config.insecure = args.insecure or _env_flag("insecure")
     return config
 
 
@@ -179,6 +249,12 @@ def _client_parent() -> argparse.ArgumentParser:
         default=os.environ.get("JARVIS_DNS_URL") or os.environ.get("DNS_SERVER_URL") or DEFAULT_URL,
         help="registry HTTP URL (JARVIS_DNS_URL, then DNS_SERVER_URL) [%(default)s]",
     )
+    parent.add_argument(
+        "--token",
+        default=os.environ.get("JARVIS_DNS_TOKEN"),
+        help="ACL token, sent as Authorization: Bearer (JARVIS_DNS_TOKEN)",
+    )
+    parent.add_argument("--cacert", help="PEM CA bundle to verify an https:// registry")
     return parent
 
 
@@ -186,8 +262,11 @@ def _request(args: argparse.Namespace, method: str, path: str, **kw: Any) -> Any
     import httpx
 
     url = args.url.split(",")[0].rstrip("/") + path
+    if args.token:
+        kw["headers"] = {"Authorization": f"Bearer {args.token}"}
+    verify = args.cacert or True
     try:
-        response = httpx.request(method, url, timeout=kw.pop("timeout", 10.0), **kw)
+        response = httpx.request(method, url, timeout=kw.pop("timeout", 10.0), verify=verify, **kw)
     except httpx.HTTPError as exc:
         raise CommandError(f"cannot reach {url}: {exc}") from None
     try:
@@ -329,6 +408,47 @@ def _cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_token(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        _print(_request(args, "GET", "/v1/acl/tokens"))
+        return 0
+    if args.action == "delete":
+        _print(_request(args, "DELETE", f"/v1/acl/tokens/{args.accessor}"))
+        return 0
+    from jarvis_dns.acl import parse_rule
+
+    services: dict[str, str] = {}
+    for rule in args.service or []:
+        try:
+            pattern, level = parse_rule(rule)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        services[pattern] = level
+    policy: dict[str, Any] = {"services": services}
+    if args.management:
+        policy["management"] = True
+    body = {"description": args.description, "policy": policy}
+    _print(_request(args, "POST", "/v1/acl/tokens", json=body))
+    return 0
+
+
+def _token_parser(sub: Any, parent: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("token", help="manage ACL tokens (needs a management --token)")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", parents=[parent], help="create a token, print it once")
+    create.add_argument(
+        "--service",
+        action="append",
+        help="SERVICE:read or SERVICE:write ('*' patterns); repeatable",
+    )
+    create.add_argument("--management", action="store_true", help="may manage everything")
+    create.add_argument("--description", default="", help="what the token is for")
+    actions.add_parser("list", parents=[parent], help="list tokens (never their secrets)")
+    delete = actions.add_parser("delete", parents=[parent], help="revoke a token")
+    delete.add_argument("accessor")
+    p.set_defaults(run=_cmd_token)
+
+
 def _cmd_lookup(args: argparse.Namespace) -> int:
     from jarvis_dns.dns.lookup import lookup_main
 
@@ -372,6 +492,7 @@ def _client_parsers(sub: Any) -> None:
     p.add_argument("--since", type=int, default=0, help="only events after this index")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     p.set_defaults(run=_cmd_events)
+    _token_parser(sub, parent)
     p = sub.add_parser(
         "lookup",
         help="query the DNS face, like a small dig",

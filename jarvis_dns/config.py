@@ -15,6 +15,9 @@ DEFAULT_DATA_DIR = "./.jarvis-dns"
 # RFC 6891 / DNS flag day 2020: 1232 bytes avoids IP fragmentation on any path.
 DEFAULT_MAX_UDP = 1232
 ENV_PREFIX = "JARVIS_DNS_"
+# Where active checks never go: link-local (cloud metadata lives there) and the
+# metadata addresses that are not link-local (AWS over IPv6).
+DEFAULT_CHECK_DENY = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128")
 
 
 @dataclass(slots=True)
@@ -46,6 +49,23 @@ class Config:
     # its announcement, which is how soon a dead node's checks move to the others.
     node: str = ""
     node_ttl_s: float = 10.0
+    # Security (README "Security"): ACL tokens, TLS, limits.
+    acl: bool = False
+    acl_anonymous: str = "none"  # none | read
+    acl_bootstrap_token: str = ""  # empty: <data_dir>/acl-bootstrap-token, made once
+    insecure: bool = False  # allow an HTTP bind beyond loopback without --acl
+    check_deny: list[str] = field(default_factory=lambda: list(DEFAULT_CHECK_DENY))
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    # Connections: a client (address) and all together; slowloris and idle cut-offs.
+    http_max_connections: int = 4096
+    http_max_connections_per_client: int = 256
+    http_read_timeout_s: float = 10.0  # headers and body of one request
+    http_idle_timeout_s: float = 30.0  # keep-alive between requests
+    max_waiting_queries: int = 10_000  # blocking queries held at once (about 13 KiB each)
+    max_instances: int = 1_000_000
+    max_instances_per_service: int = 200_000
 
     @property
     def zone(self) -> str:

@@ -3,11 +3,14 @@
 JarvisError
 ├── RequestError              bad input; carries an HTTP status, a code and a field
 │   ├── ValidationError       400: a field is missing or out of its rule
+│   ├── Unauthorized          401: no token where one is needed, or an unknown token
+│   ├── Forbidden             403: the token's policy does not allow this
 │   ├── NotFound              404: no such service or instance
 │   ├── Conflict              409: the request contradicts the stored state
 │   ├── PayloadTooLarge       413: body over the limit
 │   ├── UnsupportedMediaType  415: body is not JSON
-│   └── Unprocessable         422: well-formed but cannot be applied
+│   ├── Unprocessable         422: well-formed but cannot be applied
+│   └── InsufficientStorage   507: --max-instances or --max-instances-per-service reached
 ├── StoreError                the persistence layer failed (disk full, I/O error)
 │   └── StaleRead             a shared store refused a batch planned against an old view
 ├── ConfigError               a setting is unusable (port taken, dir unwritable)
@@ -46,6 +49,16 @@ class ValidationError(RequestError):
     code = "invalid"
 
 
+class Unauthorized(RequestError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(RequestError):
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(RequestError):
     status = 404
     code = "not_found"
@@ -69,6 +82,13 @@ class UnsupportedMediaType(RequestError):
 class Unprocessable(RequestError):
     status = 422
     code = "unprocessable"
+
+
+class InsufficientStorage(RequestError):
+    """A quota, not a failure: the registry holds as many instances as it may."""
+
+    status = 507
+    code = "too_many_instances"
 
 
 class StoreError(JarvisError):

@@ -13,11 +13,15 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 
+from jarvis_dns.deny import denied
 from jarvis_dns.health.limiter import Limiter
 from jarvis_dns.health.outcome import CheckResult, failure, interpret_http
 from jarvis_dns.health.targets import MIN_INTERVAL_S
@@ -39,6 +43,7 @@ class Target:
     host: str
     port: int
     check: Check
+    deny: tuple[str, ...] = ()  # --check-deny, asked again of what a name resolves to
 
     @property
     def key(self) -> tuple[str, str]:
@@ -172,12 +177,51 @@ async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
 
 
 class TcpCheck(PeriodicCheck):
-    """A TCP connect within the timeout passes."""
+    """A TCP connect within the timeout passes. A failure says only "failed": refused,
+    reset or timed out would make the registry a port scanner for whoever registers."""
+
+    async def run_once(self) -> CheckResult:
+        result = await super().run_once()
+        return result if result.passed else failure("TCP connect failed")
 
     async def probe(self) -> CheckResult:
-        _, writer = await asyncio.open_connection(self.target.host, self.target.port)
+        host = await _allowed_address(self.target.host, self.target.port, self.target.deny)
+        _, writer = await asyncio.open_connection(host, self.target.port)
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
         host, port = self.target.host, self.target.port
         return CheckResult(passed=True, output=f"TCP connect {host}:{port}: ok")
+
+
+async def _allowed_address(host: str, port: int, deny: Sequence[str]) -> str:
+    """The first address of `host` outside --check-deny; OSError when there is none."""
+    if not deny:
+        return host
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    for info in infos:
+        address = str(info[4][0])
+        if denied(address, deny) is None:
+            return address
+    raise OSError(f"{host} resolves only to denied addresses (--check-deny)")
+
+
+class DenyingResolver(AbstractResolver):
+    """aiohttp's resolver minus the --check-deny addresses, for HTTP checks by name."""
+
+    def __init__(self, deny: Sequence[str]) -> None:
+        self._deny = tuple(deny)
+        self._inner = aiohttp.ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        allowed = [r for r in found if denied(r["host"], self._deny) is None]
+        if not allowed:
+            raise OSError(f"{host} resolves only to denied addresses (--check-deny)")
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()

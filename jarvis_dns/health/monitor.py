@@ -32,7 +32,13 @@ from jarvis_dns.changes import Changes
 from jarvis_dns.cluster import LeaseExpiries, Nodes, Solo
 from jarvis_dns.config import Config
 from jarvis_dns.errors import NotFound, StoreError
-from jarvis_dns.health.checks import HttpCheck, PeriodicCheck, Target, TcpCheck
+from jarvis_dns.health.checks import (
+    DenyingResolver,
+    HttpCheck,
+    PeriodicCheck,
+    Target,
+    TcpCheck,
+)
 from jarvis_dns.health.limiter import Limiter
 from jarvis_dns.health.outcome import CheckResult, Streak
 from jarvis_dns.health.preservation import SelfPreservation
@@ -131,7 +137,11 @@ class HealthMonitor:
         # A fresh connection per probe, as Consul's checks do (DisableKeepAlives): a check
         # must see whether the instance still accepts connections, and at a 60 s interval
         # pooled sockets would only sit idle. Timeouts are per probe (asyncio.timeout).
-        connector = aiohttp.TCPConnector(force_close=True, limit=self._config.checks_in_flight)
+        connector = aiohttp.TCPConnector(
+            force_close=True,
+            limit=self._config.checks_in_flight,
+            resolver=DenyingResolver(self._config.check_deny),
+        )
         return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout())
 
     async def _tick_loop(self) -> None:
@@ -313,7 +323,8 @@ class HealthMonitor:
         if not self._nodes.owns((inst.service_type, inst.key)):
             return None  # another node of the cluster probes it
         check = resolve_check(inst.check, self._config)
-        return Target(inst.service_type, inst.key, inst.host, inst.port, check)
+        deny = tuple(self._config.check_deny)
+        return Target(inst.service_type, inst.key, inst.host, inst.port, check, deny)
 
     def _new_check(self, target: Target, limiter: Limiter) -> PeriodicCheck:
         if target.check.type == "tcp":

@@ -11,15 +11,21 @@ from aiohttp import web
 
 from jarvis_dns import matching, validate
 from jarvis_dns.errors import NotFound, Unprocessable, ValidationError, ZoneError
+from jarvis_dns.http import limits
 from jarvis_dns.http.blocking import ALL, parse_index, parse_wait
 from jarvis_dns.http.common import (
     add_guarded,
     context,
     json_response,
     json_text_response,
+    may_manage,
+    may_read,
+    may_write,
     parse_json,
     read_body,
     read_json,
+    reader,
+    shown,
 )
 from jarvis_dns.models import Instance, InstanceId, JSONObject, Status
 
@@ -53,6 +59,9 @@ async def _block(request: web.Request, key: str) -> None:
 async def register(request: web.Request) -> web.Response:
     ctx = context(request)
     spec = validate.register_body(await read_json(request), request.remote)
+    may_write(request, spec.service_type)
+    limits.admit_check(ctx.config, spec)
+    limits.admit_instance(ctx.view, ctx.config, spec)
     inst, created = await ctx.changes.register(spec)
     status = 201 if created else 200
     return json_text_response(inst.to_json(), status=status, index=inst.modify_index)
@@ -68,9 +77,12 @@ def _counts(instances: list[Instance]) -> dict[str, int]:
 
 
 async def list_services(request: web.Request) -> web.Response:
+    policy = reader(request)
     await _block(request, ALL)
     view = context(request).view
-    services = {svc: _counts(view.instances(svc)) for svc in view.service_types()}
+    services = {
+        svc: _counts(view.instances(svc)) for svc in view.service_types() if policy.can_read(svc)
+    }
     return json_response({"services": services, "index": view.index}, index=view.index)
 
 
@@ -94,6 +106,7 @@ def _filters(request: web.Request) -> matching.Predicate:
 
 async def get_service(request: web.Request) -> web.Response:
     svc = validate.service_type(request.match_info["svc"])
+    policy = may_read(request, svc)
     predicate = _filters(request)
     await _block(request, svc)
     ctx = context(request)
@@ -101,18 +114,20 @@ async def get_service(request: web.Request) -> web.Response:
     found = ctx.discovery.listing(svc, predicate)
     # Spliced from each instance's kept JSON: a large service lists without re-encoding.
     head = json.dumps({"service_type": svc, "index": index}, separators=(",", ":"))[:-1]
-    text = head + ',"instances":[' + ",".join(i.to_json() for i in found) + "]}"
+    text = head + ',"instances":[' + ",".join(shown(i, policy) for i in found) + "]}"
     return json_text_response(text, index=index)
 
 
 async def get_instance(request: web.Request) -> web.Response:
     svc, iid = _ids(request)
+    policy = may_read(request, svc)
     inst = context(request).view.get(svc, iid)
-    return json_text_response(inst.to_json(), index=inst.modify_index)
+    return json_text_response(shown(inst, policy), index=inst.modify_index)
 
 
 async def deregister(request: web.Request) -> web.Response:
     svc, iid = _ids(request)
+    may_write(request, svc)
     ctx = context(request)
     inst = await ctx.changes.deregister(svc, iid)
     return json_text_response(inst.to_json(), index=ctx.view.index)
@@ -131,6 +146,7 @@ async def heartbeat(request: web.Request) -> web.Response:
     # anything else is validated (400) before it can be a 404.
     known = ctx.view.find(info["svc"], info["id"]) is not None
     svc, iid = (info["svc"], info["id"]) if known else _ids(request)
+    may_write(request, svc)
     inst = await ctx.changes.heartbeat(svc, iid, busy=busy, metrics=metrics)
     # Formatted by hand: three scalars do not need a JSON encoder per beat.
     text = (
@@ -143,6 +159,7 @@ async def heartbeat(request: web.Request) -> web.Response:
 
 async def set_status(request: web.Request) -> web.Response:
     svc, iid = _ids(request)
+    may_write(request, svc)
     body = validate.require_object(await read_json(request))
     validate.only_fields(body, STATUS_FIELDS)
     busy, status = validate.optional_busy(body), validate.optional_status(body)
@@ -168,16 +185,18 @@ def parse_discover(body: Any) -> tuple[str, str, matching.Predicate, str, str | 
 
 async def discover(request: web.Request) -> web.Response:
     svc, cache_key, predicate, strategy, key = parse_discover(await read_json(request))
+    policy = may_read(request, svc)
     ctx = context(request)
     inst = ctx.discovery.discover(svc, predicate, strategy, key, cache_key)
     if inst is None:
         raise NotFound(f"no live instance of {svc} matches", field="service_type")
-    return json_text_response(inst.to_json(), index=ctx.view.service_index(svc))
+    return json_text_response(shown(inst, policy), index=ctx.view.service_index(svc))
 
 
 async def events(request: web.Request) -> web.Response:
     since = parse_index(request.query.get("since"), "since") or 0
     limit = parse_index(request.query.get("limit"), "limit")
+    policy = reader(request)
     await _block(request, ALL)
     ctx = context(request)
     index = ctx.view.index
@@ -185,7 +204,7 @@ async def events(request: web.Request) -> web.Response:
     body = {
         "index": index,
         "oldest_index": ctx.events.oldest_index(index),
-        "events": [e.to_dict() for e in found],
+        "events": [e.to_dict() for e in found if policy.can_read(e.service_type)],
     }
     return json_response(body, index=index)
 
@@ -212,12 +231,14 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def clear_self_preservation(request: web.Request) -> web.Response:
+    may_manage(request)
     ctx = context(request)
     await ctx.hooks.clear_self_preservation()
     return json_response({"monitor": ctx.hooks.health_status()})
 
 
 async def reload_zones(request: web.Request) -> web.Response:
+    may_manage(request)
     try:
         zones = context(request).hooks.reload_zones()
     except ZoneError as exc:

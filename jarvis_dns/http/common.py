@@ -10,6 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
+from jarvis_dns import acl
+from jarvis_dns.acl import Acl, Policy
 from jarvis_dns.changes import Changes
 from jarvis_dns.config import Config
 from jarvis_dns.discovery import Discovery
@@ -18,11 +20,14 @@ from jarvis_dns.errors import (
     PayloadTooLarge,
     RequestError,
     StoreError,
+    Unauthorized,
     UnsupportedMediaType,
     ValidationError,
 )
 from jarvis_dns.http.blocking import IndexWaiter
+from jarvis_dns.models import Instance
 from jarvis_dns.registry import EventLog, View
+from jarvis_dns.store.tokens import MemoryTokens, TokenStore
 
 log = logging.getLogger("jarvis_dns.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -55,6 +60,8 @@ class Context:
     config: Config
     waiter: IndexWaiter
     hooks: Hooks
+    acl: Acl = field(default_factory=Acl)
+    tokens: TokenStore = field(default_factory=MemoryTokens)
 
     @property
     def view(self) -> View:
@@ -70,6 +77,67 @@ CONTEXT: web.AppKey[Context] = web.AppKey("jarvis_context", Context)
 
 def context(request: web.Request) -> Context:
     return request.app[CONTEXT]
+
+
+# -- who may do what (acl.py); each route asks for what it needs ----------------
+
+
+def _secret(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if header is None:
+        return request.headers.get("X-Jarvis-Token")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Unauthorized("send Authorization: Bearer <token>", field="Authorization")
+    return value.strip()
+
+
+def may_write(request: web.Request, service_type: str) -> None:
+    """401/403 unless the request may register, beat, flip or remove in this service."""
+    rules = context(request).acl
+    if rules.enabled:
+        token = rules.policy(_secret(request))
+        allowed = (rules.anonymous if token is None else token).can_write(service_type)
+        acl.require(token, allowed, f"write service {service_type}")
+
+
+def may_read(request: web.Request, service_type: str) -> Policy:
+    """401/403 unless the request may read this service; the policy it acts with."""
+    rules = context(request).acl
+    if not rules.enabled:
+        return acl.EVERYTHING
+    token = rules.policy(_secret(request))
+    policy = rules.anonymous if token is None else token
+    acl.require(token, policy.can_read(service_type), f"read service {service_type}")
+    return policy
+
+
+def reader(request: web.Request) -> Policy:
+    """The policy a listing is filtered by; 401 without a token when anonymous reads
+    nothing (an empty answer would hide the reason)."""
+    rules = context(request).acl
+    if not rules.enabled:
+        return acl.EVERYTHING
+    token = rules.policy(_secret(request))
+    if token is None and not rules.anonymous.services:
+        raise Unauthorized("a token is required", field="Authorization")
+    return rules.anonymous if token is None else token
+
+
+def may_manage(request: web.Request) -> None:
+    rules = context(request).acl
+    if rules.enabled:
+        token = rules.policy(_secret(request))
+        acl.require(token, token is not None and token.management, "manage the registry")
+
+
+def shown(inst: Instance, policy: Policy) -> str:
+    """An instance's JSON as this reader may see it: what an active check read (its
+    output, and metrics, which a check may fill) only for writers of the service."""
+    if policy.management or inst.check is None or policy.can_write(inst.service_type):
+        return inst.to_json()
+    body = {**inst.to_dict(), "check_output": "", "metrics": {}}
+    return json.dumps(body, separators=(",", ":"))
 
 
 def json_response(body: Any, status: int = 200, index: int | None = None) -> web.Response:

@@ -8,6 +8,7 @@
     GET  /service/{svc}                                   -> {url, instance_id, metadata}
 
 Unlike the old server these are strict: a requirement that nothing meets is a 404.
+With ACLs on, these act with the anonymous policy (the old client sends no token).
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from aiohttp import web
 
 from jarvis_dns import matching, validate
 from jarvis_dns.errors import NotFound, ValidationError
-from jarvis_dns.http.common import add_guarded, context, json_response, read_json
+from jarvis_dns.http import limits
+from jarvis_dns.http.common import (
+    add_guarded,
+    context,
+    json_response,
+    may_read,
+    may_write,
+    read_json,
+)
 from jarvis_dns.models import Instance, InstanceSpec, JSONObject, Status
 
 # Old clients sent busy/idle as statuses; map them onto the busy flag.
@@ -55,7 +64,10 @@ def _spec(body: JSONObject, svc: str, peer: str | None) -> InstanceSpec:
 async def register(request: web.Request) -> web.Response:
     body = validate.require_object(await read_json(request))
     spec = _spec(body, _service_field(body), request.remote)
-    inst, _ = await context(request).changes.register(spec)
+    may_write(request, spec.service_type)
+    ctx = context(request)
+    limits.admit_instance(ctx.view, ctx.config, spec)
+    inst, _ = await ctx.changes.register(spec)
     return json_response({"status": "registered", "instance": legacy_view(inst)})
 
 
@@ -65,9 +77,12 @@ async def heartbeat(request: web.Request) -> web.Response:
     svc = _service_field(body)
     iid = validate.instance_id(body.get("instance_id"))
     busy, metrics = validate.optional_busy(body), validate.optional_metrics(body)
+    may_write(request, svc)
     ctx = context(request)
     if ctx.view.find(svc, iid) is None:
-        await ctx.changes.register(_spec(body, svc, request.remote))
+        spec = _spec(body, svc, request.remote)
+        limits.admit_instance(ctx.view, ctx.config, spec)
+        await ctx.changes.register(spec)
     inst = await ctx.changes.heartbeat(svc, iid, busy=busy, metrics=metrics)
     return json_response({"status": "ok", "instance": legacy_view(inst)})
 
@@ -75,6 +90,7 @@ async def heartbeat(request: web.Request) -> web.Response:
 async def heartbeat_path(request: web.Request) -> web.Response:
     svc = validate.service_type(request.match_info["svc"])
     iid = validate.instance_id(request.match_info["id"])
+    may_write(request, svc)
     body = validate.require_object(await read_json(request, optional=True))
     busy, metrics = validate.optional_busy(body), validate.optional_metrics(body)
     inst = await context(request).changes.heartbeat(svc, iid, busy=busy, metrics=metrics)
@@ -97,6 +113,7 @@ async def status(request: web.Request) -> web.Response:
     svc = _service_field(body)
     iid = validate.instance_id(body.get("instance_id"))
     new_status, busy = _status_change(body)
+    may_write(request, svc)
     changes = context(request).changes
     inst = await changes.set_status(svc, iid, new_status, busy, reason="legacy status")
     return json_response({"status": "updated", "instance": legacy_view(inst)})
@@ -105,6 +122,7 @@ async def status(request: web.Request) -> web.Response:
 async def discover(request: web.Request) -> web.Response:
     body = validate.require_object(await read_json(request))
     svc = _service_field(body)
+    may_read(request, svc)
     key, predicate = matching.compile_cached(body.get("requirements"))
     discovery = context(request).discovery
     inst = discovery.discover(svc, predicate, matching.DEFAULT_STRATEGY, cache_key=key)
@@ -115,6 +133,7 @@ async def discover(request: web.Request) -> web.Response:
 
 async def service(request: web.Request) -> web.Response:
     svc = validate.service_type(request.match_info["svc"])
+    may_read(request, svc)
     discovery = context(request).discovery
     key, idle = matching.compile_cached({"busy": False})
     inst = discovery.discover(svc, idle, matching.DEFAULT_STRATEGY, cache_key=key)

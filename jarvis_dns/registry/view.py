@@ -56,6 +56,10 @@ class View:
     def service_index(self, service_type: str) -> int:
         return self._service_index.get(service_type, 0)
 
+    def size(self, service_type: str) -> int:
+        """Instances of one service, in any state."""
+        return len(self._services.get(service_type, ()))
+
     def count(self) -> int:
         return sum(len(group) for group in self._services.values())
 
