@@ -32,6 +32,7 @@ from jarvis_dns.health import HealthMonitor
 from jarvis_dns.http.blocking import IndexWaiter
 from jarvis_dns.http.common import Context, Hooks
 from jarvis_dns.http.routes import make_web_app
+from jarvis_dns.http.site import Gate, GuardedSite
 from jarvis_dns.registry import EventLog, View
 from jarvis_dns.store.base import Store
 from jarvis_dns.store.etcd import EtcdStore
@@ -82,7 +83,7 @@ class App:
         self.store = open_store(config)
         self.changes = Changes(self.store, clock, events=EventLog(config.event_log_size))
         self.discovery = Discovery(self.changes.view)
-        self.waiter = IndexWaiter(self.changes)
+        self.waiter = IndexWaiter(self.changes, config.max_waiting_queries)
         self.dns = DnsServer(self.discovery, self.changes, config)
         self.nodes = open_nodes(config, self.store)
         leases = self.store if isinstance(self.store, EtcdStore) else None
@@ -96,12 +97,14 @@ class App:
         self._follower: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.http_port = 0
+        self.http_gate = Gate(config.http_max_connections, config.http_max_connections_per_client)
 
     @property
     def http_url(self) -> str:
         host, _ = split_hostport(self.config.http, 9000)
         host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.http_port}"
+        scheme = "https" if self.config.tls_cert else "http"
+        return f"{scheme}://{host}:{self.http_port}"
 
     @property
     def view(self) -> View:
@@ -163,11 +166,17 @@ class App:
         host, port = split_hostport(self.config.http, 9000)
         # Blocking queries are answered at once on shutdown (waiter.close), so a short
         # grace is enough for the handlers in flight.
+        cfg = self.config
+        tls = security.server_tls(cfg)
         self._runner = web.AppRunner(
-            self.web_app(), access_log=None, handle_signals=False, shutdown_timeout=2.0
+            self.web_app(),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=2.0,
+            keepalive_timeout=cfg.http_idle_timeout_s,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        site = GuardedSite(self._runner, host, port, self.http_gate, cfg.http_read_timeout_s, tls)
         try:
             await site.start()
         except OSError as exc:

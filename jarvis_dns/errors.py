@@ -6,10 +6,12 @@ JarvisError
 │   ├── Unauthorized          401: no token where one is needed, or an unknown token
 │   ├── Forbidden             403: the token's policy does not allow this
 │   ├── NotFound              404: no such service or instance
+│   ├── RequestTimeout        408: the body did not arrive within --http-read-timeout
 │   ├── Conflict              409: the request contradicts the stored state
 │   ├── PayloadTooLarge       413: body over the limit
 │   ├── UnsupportedMediaType  415: body is not JSON
 │   ├── Unprocessable         422: well-formed but cannot be applied
+│   ├── ServiceUnavailable    503: too busy for this request now (blocking-query cap)
 │   └── InsufficientStorage   507: --max-instances or --max-instances-per-service reached
 ├── StoreError                the persistence layer failed (disk full, I/O error)
 │   └── StaleRead             a shared store refused a batch planned against an old view
@@ -64,6 +66,11 @@ class NotFound(RequestError):
     code = "not_found"
 
 
+class RequestTimeout(RequestError):
+    status = 408
+    code = "request_timeout"
+
+
 class Conflict(RequestError):
     status = 409
     code = "conflict"
@@ -82,6 +89,11 @@ class UnsupportedMediaType(RequestError):
 class Unprocessable(RequestError):
     status = 422
     code = "unprocessable"
+
+
+class ServiceUnavailable(RequestError):
+    status = 503
+    code = "unavailable"
 
 
 class InsufficientStorage(RequestError):

@@ -44,8 +44,8 @@ async def _block(request: web.Request, key: str) -> None:
     """Honour ?index=N&wait=: return when the relevant index passes N."""
     index = parse_index(request.query.get("index"))
     wait = parse_wait(request.query.get("wait"))
-    if index is None:
-        return
+    if index is None or (index == 0 and "wait" not in request.query):
+        return  # index=0 without wait: nothing seen yet and no wait asked, answer now
     ctx = context(request)
     view = ctx.view
     current = (lambda: view.index) if key == ALL else (lambda: view.service_index(key))

@@ -6,13 +6,17 @@ import asyncio
 import re
 from collections.abc import Callable, Sequence
 
-from jarvis_dns.errors import ValidationError
+from jarvis_dns.errors import ServiceUnavailable, ValidationError
 from jarvis_dns.models import Event
 from jarvis_dns.registry.events import EventSource
 
 # Consul caps waits at 10 minutes; proxies tend to cut idle connections soon after.
 MAX_WAIT_S = 600.0
-DEFAULT_WAIT_S = 300.0
+# Short enough that a waiter behind a proxy with a 60-90 s idle cut sees an answer, and
+# that a forgotten watcher frees its slot (--max-waiting-queries) within a minute.
+DEFAULT_WAIT_S = 60.0
+# Blocking queries held at once (each costs about 13 KiB): past it, a 503.
+DEFAULT_MAX_WAITING = 10_000
 _WAIT = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
 ALL = ""  # the key that wakes on any change
@@ -38,10 +42,12 @@ def parse_index(raw: str | None, field: str = "index") -> int | None:
 class IndexWaiter:
     """Wakes waiters on a service (or on anything) when the registry changes."""
 
-    def __init__(self, source: EventSource) -> None:
+    def __init__(self, source: EventSource, max_waiting: int = DEFAULT_MAX_WAITING) -> None:
         self._signals: dict[str, asyncio.Event] = {}
         self._waiting: dict[str, int] = {}  # waiters per key: the last one out cleans up
         self._closed = False
+        self.max_waiting = max_waiting
+        self.waiting = 0  # queries waiting now, on any key
         source.subscribe(self._on_events)
 
     @property
@@ -65,6 +71,19 @@ class IndexWaiter:
         """Return once current() > index, or after timeout; never raises on timeout."""
         if index > current():
             return  # the server's index went backwards (fresh store): answer now, as Consul
+        if self.waiting >= self.max_waiting:
+            raise ServiceUnavailable(
+                f"{self.max_waiting} blocking queries wait already; retry later",
+                field="index",
+                code="too_many_waiting",
+            )
+        self.waiting += 1
+        try:
+            await self._wait(key, current, index, timeout)
+        finally:
+            self.waiting -= 1
+
+    async def _wait(self, key: str, current: Callable[[], int], index: int, timeout: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while current() <= index and not self._closed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ from jarvis_dns.errors import (
     JarvisError,
     PayloadTooLarge,
     RequestError,
+    RequestTimeout,
     StoreError,
     Unauthorized,
     UnsupportedMediaType,
@@ -163,7 +165,13 @@ async def read_body(request: web.Request) -> bytes:
     if length is not None and length > limit:
         raise PayloadTooLarge(f"body is over {limit} bytes", field="body")
     try:
-        raw = await request.read()
+        if request.content.is_eof():  # came with the headers (a heartbeat): no timer
+            raw = await request.read()
+        else:
+            async with asyncio.timeout(context(request).config.http_read_timeout_s):
+                raw = await request.read()
+    except TimeoutError:
+        raise RequestTimeout("the body did not arrive in time", field="body") from None
     except web.HTTPRequestEntityTooLarge:  # chunked and past aiohttp's outer bound
         raise PayloadTooLarge(f"body is over {limit} bytes", field="body") from None
     if len(raw) > limit:
