@@ -17,8 +17,12 @@ JarvisError
 │   └── StaleRead             a shared store refused a batch planned against an old view
 ├── ConfigError               a setting is unusable (port taken, dir unwritable)
 └── ZoneError                 a zone file does not parse (file and line)
-RegistryUnavailable(JarvisError, ConnectionError)
-                              client side: no registry server answered
+RegistryError                 client side: the registry could not be used
+└── RegistryUnavailable(RegistryError, ConnectionError)
+    │                         no registry server answered (within the request's deadline)
+    └── BadResponse           a server answered what the API never says: not JSON, the
+        │                     wrong shape ([1,2,3] for an instance), a bad index
+        └── ResponseTooLarge  an answer over the client's cap (1 MiB)
 """
 
 from __future__ import annotations
@@ -131,5 +135,17 @@ class ZoneError(JarvisError):
         self.line = line
 
 
-class RegistryUnavailable(JarvisError, ConnectionError):
+class RegistryError(JarvisError):
+    """Client side: the registry could not be used."""
+
+
+class RegistryUnavailable(RegistryError, ConnectionError):
     """No registry server answered (client side)."""
+
+
+class BadResponse(RegistryUnavailable):
+    """A server answered something the API never answers; as good as no answer."""
+
+
+class ResponseTooLarge(BadResponse):
+    """A server's answer was over the client's size cap."""

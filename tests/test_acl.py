@@ -237,3 +237,31 @@ def test_rule_parsing() -> None:
     assert acl.parse_rule("*:read") == ("*", "read")
     with pytest.raises(ValueError, match="SERVICE:read"):
         acl.parse_rule("auth")
+
+
+async def test_cli_token_create_list_delete(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from jarvis_dns.cli import main
+
+    async with running(config(tmp_path)) as app, httpx.AsyncClient(base_url=app.http_url) as c:
+        common = ["--url", app.http_url, "--token", BOOT]
+        argv = ["token", "create", *common, "--service", "auth:write", "--service", "*:read"]
+        assert await asyncio.to_thread(main, argv) == 0
+        made = json.loads(capsys.readouterr().out)
+        assert made["policy"]["services"] == {"auth": "write", "*": "read"}
+        r = await c.post("/v1/instances", json=body("auth", 1), headers=bearer(made["token"]))
+        assert r.status_code == 201
+        assert await asyncio.to_thread(main, ["token", "list", *common]) == 0
+        assert made["accessor"] in capsys.readouterr().out
+        argv = ["token", "delete", *common, made["accessor"]]
+        assert await asyncio.to_thread(main, argv) == 0
+        capsys.readouterr()
+        bad = ["token", "create", *common, "--service", "auth"]
+        assert await asyncio.to_thread(main, bad) == 1
+        assert "SERVICE:read" in capsys.readouterr().err
+        no_token = ["token", "list", "--url", app.http_url]
+        assert await asyncio.to_thread(main, no_token) == 1
+        assert "401" in capsys.readouterr().err

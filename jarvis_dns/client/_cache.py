@@ -19,7 +19,7 @@ from jarvis_dns.client._backoff import Backoff
 from jarvis_dns.client._errors import json_body, request_error
 from jarvis_dns.client._transport import Transport
 from jarvis_dns.client._types import Clock, Sleep
-from jarvis_dns.errors import RegistryUnavailable, RequestError
+from jarvis_dns.errors import BadResponse, RegistryUnavailable, RequestError
 from jarvis_dns.models import InstanceId, JSONObject
 
 log = logging.getLogger("jarvis_dns.client")
@@ -231,10 +231,10 @@ class InstanceCache:
 
 def _parse_list(body: object, header: str | None, url: str) -> tuple[list[JSONObject], int]:
     if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
-        raise RegistryUnavailable(f"{url} answered a service list without 'instances'")
+        raise BadResponse(f"{url} answered a service list without 'instances'")
     instances = [i for i in body["instances"] if isinstance(i, dict)]
     raw = header if header is not None else body.get("index", 0)
     try:
         return instances, int(raw)
     except (TypeError, ValueError) as exc:
-        raise RegistryUnavailable(f"{url} answered a bad change index {raw!r}") from exc
+        raise BadResponse(f"{url} answered a bad change index {raw!r}") from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import os
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -21,7 +22,7 @@ from jarvis_dns.client._health import HealthProbe, health_url
 from jarvis_dns.client._keeper import Keeper, KeeperSettings, Registration
 from jarvis_dns.client._metrics import default_metrics
 from jarvis_dns.client._status import StatusForwarder
-from jarvis_dns.client._transport import Transport
+from jarvis_dns.client._transport import Cert, Transport, Verify
 from jarvis_dns.client._types import Clock, MetricsProvider, Sleep
 from jarvis_dns.errors import RegistryUnavailable
 from jarvis_dns.matching import Selector, check_strategy, compile_requirements
@@ -50,8 +51,16 @@ class DNSClient:
     commas separate several, else http://127.0.0.1:9000). `base_port` (default
     BASE_PORT, else 5000) gives a ServiceConfig without a port `base_port + instance_id`.
     `host` (default HOST) is the address advertised for registered services; without
-    one the server takes the address the registration came from. `transport`, `clock`,
-    `sleep` and `rng` are test seams.
+    one the server takes the address the registration came from. `token` (default
+    JARVIS_DNS_TOKEN) is an ACL token, sent as `Authorization: Bearer`. `verify` (a CA
+    bundle path, an ssl.SSLContext, or a bool) and `cert` (a PEM path, or (cert, key))
+    are for an https:// registry and mutual TLS. `request_timeout_s` bounds each whole
+    request (connect, headers and body); answers over 1 MiB are refused. `transport`,
+    `clock`, `sleep` and `rng` are test seams.
+
+    Errors: RegistryUnavailable when no server answered in time; its subclass
+    BadResponse (and ResponseTooLarge) when a server answered what the API never says;
+    RequestError subclasses for a refusal (4xx). All are RegistryError or RequestError.
     """
 
     def __init__(
@@ -73,6 +82,9 @@ class DNSClient:
         health_check_interval: float = DEFAULT_HEALTH_CHECK_INTERVAL_S,
         health_check_timeout_s: float = 5.0,
         health_failures_before_dead: int = 3,
+        token: str | None = None,
+        verify: Verify = True,
+        cert: Cert = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
@@ -95,6 +107,9 @@ class DNSClient:
             breaker_threshold=breaker_threshold,
             breaker_reset_s=breaker_reset_s,
             clock=clock,
+            token=token if token is not None else os.environ.get("JARVIS_DNS_TOKEN"),
+            verify=verify,
+            cert=cert,
         )
         self._cache = InstanceCache(
             self._transport,

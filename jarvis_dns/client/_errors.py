@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from jarvis_dns.errors import NotFound, RegistryUnavailable, RequestError, ValidationError
+from jarvis_dns.errors import BadResponse, NotFound, RequestError, ValidationError
 
 _TEXT_LIMIT = 200
 
@@ -18,7 +18,7 @@ def reason(response: httpx.Response) -> str:
     except (ValueError, AttributeError):
         error = None
     if isinstance(error, dict):
-        field = f"{error['field']}: " if error.get("field") else ""
+        field = f"{error.get('field')}: " if error.get("field") else ""
         return f"{field}{error.get('message', '')} ({error.get('code', response.status_code)})"
     if isinstance(error, str):
         return error
@@ -37,9 +37,18 @@ def request_error(response: httpx.Response) -> RequestError:
 
 
 def json_body(response: httpx.Response) -> Any:
-    """The JSON of a 2xx answer; a server that does not speak JSON counts as unavailable."""
+    """The JSON of a 2xx answer; BadResponse (a RegistryUnavailable) when it is not JSON."""
     try:
         return response.json()
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         url = response.request.url
-        raise RegistryUnavailable(f"{url} answered something that is not JSON") from exc
+        raise BadResponse(f"{url} answered something that is not JSON") from exc
+
+
+def json_object(response: httpx.Response) -> dict[str, Any]:
+    """The JSON object of a 2xx answer (an instance); BadResponse for any other shape."""
+    body = json_body(response)
+    if not isinstance(body, dict):
+        url = response.request.url
+        raise BadResponse(f"{url} answered {type(body).__name__} where an object belongs")
+    return body

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import httpx
 
 from jarvis_dns.client._backoff import Backoff
-from jarvis_dns.client._errors import json_body, reason
+from jarvis_dns.client._errors import json_object, reason
 from jarvis_dns.client._health import HealthProbe
 from jarvis_dns.client._metrics import collect
 from jarvis_dns.client._transport import Transport
@@ -147,7 +147,7 @@ class Keeper:
                     "registry refused the status of %s: %s", self.reg.name, reason(response)
                 )
                 return False
-            self._s.on_instance(json_body(response))
+            self._s.on_instance(json_object(response))
             log.info("status of %s applied: %s", self.reg.name, body)
             return True
 
@@ -186,7 +186,7 @@ class Keeper:
         response = await self._transport.request("POST", "/v1/instances", json=body, force=force)
         if response.is_success:
             self.reg.synced = max(self.reg.synced, version)
-            self._s.on_instance(json_body(response))
+            self._s.on_instance(json_object(response))
         return response
 
     async def _reregister_locked(self) -> httpx.Response:

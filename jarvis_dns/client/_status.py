@@ -8,7 +8,7 @@ import logging
 
 from jarvis_dns.client._backoff import Backoff
 from jarvis_dns.client._cache import InstanceCache
-from jarvis_dns.client._errors import json_body, reason
+from jarvis_dns.client._errors import json_object, reason
 from jarvis_dns.client._transport import Transport
 from jarvis_dns.client._types import Sleep
 from jarvis_dns.errors import RegistryUnavailable
@@ -55,7 +55,7 @@ class StatusForwarder:
                 reason(response),
             )
             return False
-        self._cache.apply_local(json_body(response))
+        self._cache.apply_local(json_object(response))
         return True
 
     def _ensure_retry(self, key: tuple[str, str], service_type: str, iid: InstanceId) -> None:
