@@ -211,8 +211,23 @@ class HandEncoder:
         for rec in shape.authority:
             serial_at = max(serial_at, _write(p, rec))
         mark = len(p.buf)
+        names = p.names
         for rec in shape.additional:
-            _write(p, rec)
+            if rec[1] != _GLUE:
+                _write(p, rec)
+                continue
+            # Glue: dnslib's name compression, spelled out over the kept suffixes.
+            glue = rec[3]
+            for suffix, label in zip(glue.suffixes, glue.labels, strict=True):
+                at = names.get(suffix)
+                if at is not None:
+                    buf += _POINTERS[at] if at < _POINTER_TABLE else _pointer(at)
+                    break
+                names[suffix] = len(buf)
+                buf += label
+            else:
+                buf.append(0)
+            buf += glue.rest
         opt = _opt(self.max_udp) if q.edns else b""
         n_an, n_ns, n_ar = len(answer), len(shape.authority), len(shape.additional)
         truncated = False
@@ -300,12 +315,8 @@ class HandEncoder:
         glue: Rec | None = None
         if address is not None:
             rdata = address[1]
-            glue = (
-                target,
-                _GLUE,
-                0,
-                _RR.pack(address[0], proto.CLASS_IN, self.ttl, len(rdata)) + rdata,
-            )
+            rest = _RR.pack(address[0], proto.CLASS_IN, self.ttl, len(rdata)) + rdata
+            glue = (target, _GLUE, 0, _Glue(target, rest))
         return srv, glue
 
     def _ptr(self, instances: list[Instance]) -> list[Rec]:
@@ -470,7 +481,28 @@ class HandEncoder:
 
 
 _QUESTION_POINTER = (proto.POINTER | proto.HEADER).to_bytes(2, "big")
-_GLUE = 0  # a record type standing for "data holds the whole record after the owner"
+_GLUE = 0  # a record type standing for "glue: data is a _Glue"
+_POINTER_TABLE = 4096  # pointers to offsets below this come from a table
+
+
+def _pointer(at: int) -> bytes:
+    return (proto.POINTER | (at & proto.POINTER_SPAN)).to_bytes(2, "big")
+
+
+_POINTERS = [_pointer(at) for at in range(_POINTER_TABLE)]
+
+
+class _Glue:
+    """A glue record's owner as dnslib walks it (suffixes, labels) and the rest of it."""
+
+    __slots__ = ("labels", "rest", "suffixes")
+
+    def __init__(self, owner: Labels, rest: bytes) -> None:
+        self.suffixes = [owner[i:] for i in range(len(owner))]
+        self.labels = [bytes([len(label)]) + label for label in owner]
+        self.rest = rest
+
+
 _RAW_TYPES = frozenset({proto.A, proto.AAAA, proto.TXT, proto.SRV, proto.HINFO})
 _Suffixes = dict[Labels, int]  # a question name's compression entries
 _Name = tuple[object, NameQuery | None, _Suffixes]
@@ -512,9 +544,6 @@ def _write(p: Packer, rec: Rec) -> int:
         return serial_at
     if owner is None:
         p.buf += p.question
-        p.buf += data
-    elif rtype == _GLUE:
-        p.name(owner)
         p.buf += data
     else:
         p.record(owner, rtype, ttl, data)

@@ -31,17 +31,13 @@ class Query:
     qclass: int
     edns: bool  # an OPT record came with it
     size: int  # the OPT's advertised UDP size (0 without one)
-
-    @property
-    def lower_name(self) -> bytes:
-        """The question's name in wire form, lower-cased (ASCII only, as DNS folds)."""
-        return self.data[HEADER : self.name_end].lower()
+    lower_name: bytes  # the question's name in wire form, lower-cased (ASCII, as DNS folds)
 
     @property
     def key(self) -> bytes:
         """What the answer depends on: counts, the question lower-cased, the OPT."""
         data = self.data
-        return data[4:HEADER] + data[HEADER : self.name_end].lower() + data[self.name_end :]
+        return data[4:HEADER] + self.lower_name + data[self.name_end :]
 
     @property
     def rd(self) -> bool:
@@ -83,11 +79,13 @@ def classify(data: bytes) -> Query | None:
     if counts == _ONE_QUESTION:
         if size != question_end:
             return None
-        return Query(data, name_end, question_end, qtype, qclass, False, 0)
+        lower = data[HEADER:name_end].lower()
+        return Query(data, name_end, question_end, qtype, qclass, False, 0, lower)
     if size != question_end + _OPT_SIZE or not _plain_opt(data, question_end):
         return None
     udp_size = int.from_bytes(data[question_end + 3 : question_end + 5], "big")
-    return Query(data, name_end, question_end, qtype, qclass, True, udp_size)
+    lower = data[HEADER:name_end].lower()
+    return Query(data, name_end, question_end, qtype, qclass, True, udp_size, lower)
 
 
 def _plain_opt(data: bytes, at: int) -> bool:
