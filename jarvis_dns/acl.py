@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jarvis_dns.errors import Forbidden, Unauthorized, ValidationError
+from jarvis_dns.errors import ConfigError, Forbidden, Unauthorized, ValidationError
 
 NONE, READ, WRITE = 0, 1, 2
 _LEVELS = {"none": NONE, "read": READ, "write": WRITE}
@@ -163,6 +163,8 @@ class Acl:
         bootstrap_secret: str | None = None,
         tokens: Iterable[Token] = (),
     ) -> None:
+        if anonymous not in ANONYMOUS:
+            raise ConfigError(f"--acl-anonymous must be none or read, not {anonymous!r}")
         self.enabled = enabled
         self.anonymous = ANONYMOUS[anonymous]
         self._by_hash: dict[str, Token] = {}
