@@ -157,3 +157,17 @@ async def test_instance_quotas_are_507(tmp_path: Path) -> None:
         assert r.status_code == 507 and "--max-instances" in r.json()["error"]["message"]
         r = await c.post("/register", json={"server": "c", "instance_id": 1, "port": 80})
         assert r.status_code == 507  # the legacy route counts too
+
+
+async def test_a_zone_reload_error_shows_no_path_or_content(tmp_path: Path) -> None:
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    async with running(config(tmp_path)) as app, httpx.AsyncClient(base_url=app.http_url) as c:
+        origin = "$ORIGIN corp.internal.\n$TTL 60\n"
+        soa = "@ IN SOA ns hostmaster 1 60 60 60 60\n"
+        (zones / "corp.zone").write_text(origin + soa + "secret-name IN A not-an-address\n")
+        r = await c.post("/v1/zones/reload")
+        assert r.status_code == 422, r.text
+        message = r.json()["error"]["message"]
+        assert message.startswith("corp.zone:")
+        assert str(tmp_path) not in r.text and "secret-name" not in r.text

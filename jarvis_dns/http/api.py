@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from importlib import resources
+from pathlib import PurePath
 from typing import Any
 
 from aiohttp import web
@@ -33,6 +35,7 @@ HEARTBEAT_FIELDS = frozenset({"busy", "metrics"})
 STATUS_FIELDS = frozenset({"busy", "status"})
 DISCOVER_FIELDS = frozenset({"service_type", "requirements", "strategy", "key"})
 _STARTED = time.time()
+log = logging.getLogger("jarvis_dns.http")
 
 
 def _ids(request: web.Request) -> tuple[str, InstanceId]:
@@ -242,7 +245,11 @@ async def reload_zones(request: web.Request) -> web.Response:
     try:
         zones = context(request).hooks.reload_zones()
     except ZoneError as exc:
-        raise Unprocessable(str(exc), field="zones", code="zone_error") from None
+        # The full reason (absolute path, the offending text) goes to the log only.
+        log.error("zone reload failed, keeping the old data: %s", exc)
+        where = f"{PurePath(exc.path).name}:{exc.line}: " if exc.path else ""
+        message = f"{where}the zone file does not parse (the server log has why)"
+        raise Unprocessable(message, field="zones", code="zone_error") from None
     return json_response({"zones": zones})
 
 
