@@ -175,6 +175,10 @@ class Acl:
     def add(self, token: Token) -> None:
         self._by_hash[token.secret_hash] = token
 
+    def replace(self, tokens: Iterable[Token]) -> None:
+        """All tokens at once, as read again from a shared store."""
+        self._by_hash = {t.secret_hash: t for t in tokens}
+
     def remove(self, accessor: str) -> Token | None:
         for secret_hash, token in self._by_hash.items():
             if token.accessor == accessor:

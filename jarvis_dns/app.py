@@ -95,6 +95,7 @@ class App:
         self._runner: web.AppRunner | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._follower: asyncio.Task[None] | None = None
+        self._token_follower: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.http_port = 0
         self.http_gate = Gate(config.http_max_connections, config.http_max_connections_per_client)
@@ -161,6 +162,9 @@ class App:
         secret = security.bootstrap_secret(self.config)
         tokens = await self.tokens.load()
         self.acl = Acl(True, self.config.acl_anonymous, secret, tokens)
+        if self.tokens.shared:
+            follow = security.follow_tokens(self.acl, self.tokens, self.config.acl_refresh_s)
+            self._token_follower = asyncio.create_task(follow, name="follow tokens")
 
     async def _start_http(self) -> None:
         host, port = split_hostport(self.config.http, 9000)
@@ -206,6 +210,11 @@ class App:
         if isinstance(self.nodes, EtcdNodes):
             await self.nodes.stop()  # leaves at once: its checks move to the others now
         await self.dns.stop()
+        if self._token_follower is not None:
+            self._token_follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._token_follower
+            self._token_follower = None
         if self._follower is not None:
             self._follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -53,6 +53,7 @@ class Config:
     acl: bool = False
     acl_anonymous: str = "none"  # none | read
     acl_bootstrap_token: str = ""  # empty: <data_dir>/acl-bootstrap-token, made once
+    acl_refresh_s: float = 5.0  # etcd: how soon other nodes' new and revoked tokens apply
     insecure: bool = False  # allow an HTTP bind beyond loopback without --acl
     check_deny: list[str] = field(default_factory=lambda: list(DEFAULT_CHECK_DENY))
     tls_cert: str = ""

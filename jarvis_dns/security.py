@@ -3,6 +3,7 @@ TLS contexts. (Per-request checks are in acl.py and http/common.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import os
@@ -11,10 +12,11 @@ from pathlib import Path
 
 from jarvis_dns import acl
 from jarvis_dns.config import Config, split_hostport
-from jarvis_dns.errors import ConfigError
+from jarvis_dns.errors import ConfigError, StoreError
 from jarvis_dns.store.base import Store
+from jarvis_dns.store.etcd import EtcdStore
 from jarvis_dns.store.sqlite import SqliteStore
-from jarvis_dns.store.tokens import MemoryTokens, SqliteTokens, TokenStore
+from jarvis_dns.store.tokens import EtcdTokens, MemoryTokens, SqliteTokens, TokenStore
 
 log = logging.getLogger("jarvis_dns.security")
 BOOTSTRAP_FILE = "acl-bootstrap-token"
@@ -64,10 +66,22 @@ def bootstrap_secret(config: Config) -> str:
 
 
 def open_tokens(store: Store) -> TokenStore:
-    """Tokens live in the SQLite file when there is one (acl_tokens table)."""
+    """Tokens live where the registry does: the SQLite file, or etcd for a cluster."""
     if isinstance(store, SqliteStore):
         return SqliteTokens(store.path)
+    if isinstance(store, EtcdStore):
+        return EtcdTokens(store.client, store.keys.root.rstrip("/") + ".acl/tokens/")
     return MemoryTokens()
+
+
+async def follow_tokens(rules: acl.Acl, tokens: TokenStore, every_s: float) -> None:
+    """Keep `rules` in step with tokens other nodes make and revoke (a shared store)."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            rules.replace(await tokens.load())
+        except StoreError as exc:  # etcd out of reach: keep the tokens known so far
+            log.warning("could not read ACL tokens: %s", exc)
 
 
 def server_tls(config: Config) -> ssl.SSLContext | None:
