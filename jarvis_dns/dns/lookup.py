@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import socket
-import struct
 import time
 
 from dnslib import EDNS0, QTYPE, DNSError, DNSQuestion, DNSRecord
 
 from jarvis_dns.config import split_hostport
+from jarvis_dns.dns.proto import frame_size, framed
 from jarvis_dns.errors import ConfigError
 
 DEFAULT_PORT = 9053  # jarvis-dns, not 53: the tool asks this registry by default
@@ -56,8 +56,8 @@ def ask_udp(wire: bytes, server: tuple[str, int], timeout: float) -> bytes:
 
 def ask_tcp(wire: bytes, server: tuple[str, int], timeout: float) -> bytes:
     with socket.create_connection(server, timeout=timeout) as sock:
-        sock.sendall(struct.pack("!H", len(wire)) + wire)
-        (size,) = struct.unpack("!H", _read(sock, 2))
+        sock.sendall(framed(wire))
+        size = frame_size(_read(sock, 2))
         return _read(sock, size)
 
 

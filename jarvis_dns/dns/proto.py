@@ -33,9 +33,17 @@ POINTER = 0xC000  # RFC 1035 4.1.4: the top two bits of a compression pointer
 POINTER_SPAN = 0x3FFF  # the offsets a pointer can reach
 
 
+_LENGTH = struct.Struct("!H")
+
+
 def framed(wire: bytes) -> bytes:
     """RFC 1035 4.2.2 / RFC 7766: a message over TCP, after its two-byte length."""
-    return struct.pack("!H", len(wire)) + wire
+    return _LENGTH.pack(len(wire)) + wire
+
+
+def frame_size(prefix: bytes) -> int:
+    """The length a TCP message's two-byte prefix announces."""
+    return int(_LENGTH.unpack(prefix)[0])
 
 
 def is_reply_to(data: bytes, query_id: bytes) -> bool:

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import Any, cast
 from jarvis_dns.config import Config, split_hostport
 from jarvis_dns.discovery import Discovery
 from jarvis_dns.dns.compose import build
-from jarvis_dns.dns.proto import framed
+from jarvis_dns.dns.proto import frame_size, framed
 from jarvis_dns.dns.responder import LATER, Forward, Responder
 from jarvis_dns.dns.stats import Stats
 from jarvis_dns.dns.upstream import Upstream
@@ -319,7 +318,7 @@ class DnsServer:
         while not self._stopping:
             conn.idle = True
             async with asyncio.timeout(self.tcp_idle_s):
-                (size,) = struct.unpack("!H", await reader.readexactly(2))
+                size = frame_size(await reader.readexactly(2))
             conn.idle = False
             async with asyncio.timeout(TCP_READ_S):
                 data = await reader.readexactly(size)

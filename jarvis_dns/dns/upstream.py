@@ -11,14 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import struct
 import time
 
 from jarvis_dns.config import split_hostport
+from jarvis_dns.dns.proto import HEADER, TC, frame_size, framed, is_reply_to
 
 DNS_PORT = 53
-_TC_BIT = 0x02  # in the third byte of the header
-_QR_BIT = 0x80
 
 
 def parse_upstreams(values: list[str]) -> list[tuple[str, int]]:
@@ -34,8 +32,7 @@ class _OneReply(asyncio.DatagramProtocol):
         self.reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
 
     def datagram_received(self, data: bytes, addr: object) -> None:
-        is_reply = len(data) >= 12 and data[:2] == self.query_id and data[2] & _QR_BIT
-        if is_reply and not self.reply.done():
+        if is_reply_to(data, self.query_id) and not self.reply.done():
             self.reply.set_result(data)
 
     def error_received(self, exc: Exception) -> None:
@@ -50,7 +47,7 @@ class Upstream:
 
     async def query(self, wire: bytes) -> bytes | None:
         """The first upstream reply to this query (with its own ID back), or None."""
-        if len(wire) < 12 or not self.servers:
+        if len(wire) < HEADER or not self.servers:
             return None
         deadline = time.monotonic() + self.timeout_s
         for i, server in enumerate(self.servers):
@@ -69,7 +66,7 @@ class Upstream:
         try:
             async with asyncio.timeout(budget):
                 reply = await _udp(server, ours, query_id)
-                if reply[2] & _TC_BIT:
+                if reply[2] & TC:
                     reply = await _tcp(server, ours, query_id)
                 return reply
         except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
@@ -91,11 +88,10 @@ async def _udp(server: tuple[str, int], wire: bytes, query_id: bytes) -> bytes:
 async def _tcp(server: tuple[str, int], wire: bytes, query_id: bytes) -> bytes:
     reader, writer = await asyncio.open_connection(*server)
     try:
-        writer.write(struct.pack("!H", len(wire)) + wire)
+        writer.write(framed(wire))
         await writer.drain()
-        (size,) = struct.unpack("!H", await reader.readexactly(2))
-        reply = await reader.readexactly(size)
-        if len(reply) < 12 or reply[:2] != query_id:
+        reply = await reader.readexactly(frame_size(await reader.readexactly(2)))
+        if len(reply) < HEADER or reply[:2] != query_id:
             raise ValueError("upstream TCP reply does not match the query")
         return reply
     finally:
