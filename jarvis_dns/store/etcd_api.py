@@ -42,6 +42,10 @@ REQUEST_TIMEOUT_S = 2.0
 # All the endpoints together: a write without quorum fails within this.
 DEADLINE_S = 3.0
 CONNECT_TIMEOUT_S = 1.0
+# gRPC metadata through the gateway: etcd ends a watch whose member has lost its leader
+# (rpctypes.MetadataRequireLeaderKey). A plain watch on a member without quorum stays
+# open and silent, so a node would never notice it answers from a stale view.
+REQUIRE_LEADER = {"Grpc-Metadata-Hasleader": "true"}
 
 
 def b64(text: str | bytes) -> str:
@@ -330,7 +334,9 @@ class EtcdClient:
             endpoint = self.endpoints[i]
             try:
                 async with asyncio.timeout(self.request_timeout):
-                    response = await self._http().post(endpoint + "/v3/watch", data=body)
+                    response = await self._http().post(
+                        endpoint + "/v3/watch", data=body, headers=REQUIRE_LEADER
+                    )
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 failures.append(f"{endpoint}: {type(exc).__name__} {exc}".rstrip())
                 continue
