@@ -134,6 +134,7 @@ class HandEncoder:
         self._hostmaster = (b"hostmaster", *self.zone_labels)
         self._memo: dict[tuple[str, object, bool, int, int, str], tuple[Rec, Rec | None]] = {}
         self._names: dict[bytes, _Name] = {}
+        self._owned_addresses: dict[str, Rec | None] = {}
 
     # -- entry
 
@@ -337,15 +338,25 @@ class HandEncoder:
 
     def _addresses(self, owner: Labels | None, hosts: list[str], qtype: int) -> list[Rec]:
         """The A or AAAA records of these hosts (owner None: the question's name)."""
-        ttl, found = self.ttl, []
+        if owner is None:
+            owned = self._owned_addresses
+            found = [owned[h] if h in owned else self._own_address(h) for h in hosts]
+            return [rec for rec in found if rec is not None and rec[1] == qtype]
+        ttl, records = self.ttl, list[Rec]()
         for host in hosts:
             address = packed_address(host)
             if address is not None and address[0] == qtype:
-                rdata = address[1]
-                found.append(
-                    self._own(qtype, rdata) if owner is None else (owner, qtype, ttl, rdata)
-                )
-        return found
+                records.append((owner, qtype, ttl, address[1]))
+        return records
+
+    def _own_address(self, host: str) -> Rec | None:
+        """A host's A or AAAA record owned by the question (None for a host name); kept."""
+        address = packed_address(host)
+        rec = None if address is None else self._own(address[0], address[1])
+        if len(self._owned_addresses) >= MAX_MEMO:
+            self._owned_addresses.clear()
+        self._owned_addresses[host] = rec
+        return rec
 
     # -- the rows of the naming table
 
