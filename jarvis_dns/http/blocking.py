@@ -32,7 +32,7 @@ def parse_wait(raw: str | None) -> float:
 
 
 def parse_index(raw: str | None, field: str = "index") -> int | None:
-    if raw is None or raw == "":
+    if raw is None:
         return None
     if not raw.isdigit():
         raise ValidationError("must be an integer >= 0", field=field)
