@@ -26,7 +26,9 @@ from jarvis_dns.changes import Changes
 from jarvis_dns.cluster import Nodes, Solo
 from jarvis_dns.config import Config, split_hostport
 from jarvis_dns.discovery import Discovery
+from jarvis_dns.dns import build as build_dns
 from jarvis_dns.dns.server import DnsServer
+from jarvis_dns.dns.zones import ZoneSet
 from jarvis_dns.errors import ConfigError, JarvisError
 from jarvis_dns.health import HealthMonitor
 from jarvis_dns.http.blocking import IndexWaiter
@@ -84,7 +86,8 @@ class App:
         self.changes = Changes(self.store, clock, events=EventLog(config.event_log_size))
         self.discovery = Discovery(self.changes.view)
         self.waiter = IndexWaiter(self.changes, config.max_waiting_queries)
-        self.dns = DnsServer(self.discovery, self.changes, config)
+        responder = build_dns(self.discovery, ZoneSet(config.zones_dir, config.zone), config)
+        self.dns = DnsServer(responder, self.changes, config)
         self.nodes = open_nodes(config, self.store)
         leases = self.store if isinstance(self.store, EtcdStore) else None
         self.health = HealthMonitor(

@@ -29,6 +29,7 @@ _SERVE_SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "dns_ttl": ("dns_ttl", int),
     "dns_negative_ttl": ("dns_negative_ttl", int),
     "max_udp_size": ("max_udp_size", int),
+    "udp_answer_limit": ("udp_answer_limit", int),
     "upstream": ("upstreams", str),
     "upstream_timeout": ("upstream_timeout_s", float),
     "check_interval": ("check_interval_s", float),
@@ -132,6 +133,13 @@ def _serve_parser(sub: Any) -> None:
         f"liveness is lost in a crash [{d.liveness_flush_s:g}]",
     )
     add("--no-fast-path", action="store_true", help="answer every DNS query through dnslib")
+    add(
+        "--udp-answer-limit",
+        type=int,
+        help="at most this many instances per UDP answer, idle first, shuffled, no TC "
+        f"(for clients that never retry over TCP); 0: all [{d.udp_answer_limit}]",
+    )
+    add("--no-dns-cache", action="store_true", help="encode every DNS answer anew")
     _security_flags(p, d)
     p.set_defaults(run=_run_serve)
 
@@ -206,6 +214,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
             setattr(config, name, value)
     config.active_checks = not (args.no_active_checks or _env_flag("no_active_checks"))
     config.dns_fast_path = not (args.no_fast_path or _env_flag("no_fast_path"))
+    config.dns_cache = not (args.no_dns_cache or _env_flag("no_dns_cache"))
     config.acl = args.acl or _env_flag("acl")
     config.insecure = args.insecure or _env_flag("insecure")
     return config

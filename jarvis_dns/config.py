@@ -45,6 +45,10 @@ class Config:
     liveness_flush_s: float = 1.0
     max_body_bytes: int = 64 * 1024
     dns_fast_path: bool = True
+    # At most this many instances in a UDP answer, idle first, shuffled per answer, and
+    # no TC=1: for clients that never retry over TCP (HAProxy). 0: all, TC when too big.
+    udp_answer_limit: int = 0
+    dns_cache: bool = True  # False: every DNS answer encoded anew (measures the miss path)
     # Cluster (etcd:// store): this node's name (empty: host:http-port) and the TTL of
     # its announcement, which is how soon a dead node's checks move to the others.
     node: str = ""

@@ -34,7 +34,7 @@ async def test_prints_a_dig_like_reply() -> None:
         )
     assert code == EXIT_OK
     assert "status: NOERROR" in out and "flags: qr aa rd" in out
-    assert f"SRV     10 100 8443 2.auth.{ZONE}" in out
+    assert f"SRV     10 1 8443 2.auth.{ZONE}" in out
     assert f"SERVER: 127.0.0.1#{port}(UDP)" in out
 
 

@@ -189,7 +189,7 @@ def test_every_change_shows_in_the_next_answer() -> None:
     reg.register(InstanceSpec("f", 1, "10.4.0.1", 80))
     assert answer() == [f"_f._tcp.{ZONE} 5 SRV 0 100 80 1.f.{ZONE}"]
     reg.set_status("f", 1, busy=True)
-    assert answer() == [f"_f._tcp.{ZONE} 5 SRV 10 100 80 1.f.{ZONE}"]
+    assert answer() == [f"_f._tcp.{ZONE} 5 SRV 10 1 80 1.f.{ZONE}"]
     reg.set_status("f", 1, status=Status.DEAD)
     assert answer() == []
     reg.heartbeat("f", 1)  # back from the dead

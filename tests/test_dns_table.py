@@ -30,7 +30,7 @@ CASES: list[tuple[str, str, str, list[str], list[str]]] = [
         "NOERROR",
         [
             f"_auth._tcp.{Z} 5 SRV 0 100 8443 1.auth.{Z}",
-            f"_auth._tcp.{Z} 5 SRV 10 100 8443 2.auth.{Z}",
+            f"_auth._tcp.{Z} 5 SRV 10 1 8443 2.auth.{Z}",
             f"_auth._tcp.{Z} 5 SRV 0 100 8443 4.auth.{Z}",
         ],
         AUTH_GLUE,

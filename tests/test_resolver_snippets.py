@@ -456,7 +456,7 @@ async def test_the_systemd_resolved_snippet_routes_the_zone_to_jarvis_dns(
         assert await resolved.ask("auth.jarvis.internal", "AAAA") == ["fd00::14"]
         srv = await resolved.ask("_auth._tcp.jarvis.internal", "SRV")
         assert srv == ["0 100 8443 1.auth.jarvis.internal.", "0 100 8443 4.auth.jarvis.internal.",
-                       "10 100 8443 2.auth.jarvis.internal."]  # fmt: skip
+                       "10 1 8443 2.auth.jarvis.internal."]  # fmt: skip
         # The README's check.
         query = await asyncio.to_thread(resolved.run, RESOLVECTL, "query", "auth.jarvis.internal")
         assert query.returncode == 0, query.stderr

@@ -30,11 +30,10 @@ def build(
     servers = parse_upstreams(config.upstreams)
     if upstream is None and servers:
         upstream = Upstream(servers, config.upstream_timeout_s)
-    # Until Config has them (--udp-answer-limit, --no-dns-cache), they are read softly.
     if udp_limit is None:
-        udp_limit = int(getattr(config, "udp_answer_limit", 0) or 0)
+        udp_limit = config.udp_answer_limit
     if cache is None:
-        cache = bool(getattr(config, "dns_cache", True))
+        cache = config.dns_cache
     hand = None
     if config.dns_fast_path:
         hand = HandEncoder(

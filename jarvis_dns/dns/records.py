@@ -30,6 +30,9 @@ from jarvis_dns.models import Instance
 # picked when every idle one is gone.
 PRIORITY_IDLE = 0
 PRIORITY_BUSY = 10
+# Load balancers that read only the SRV weight (HAProxy) would still send a busy
+# instance its full share; a weight of 1 makes it the last choice there too.
+BUSY_WEIGHT = 1
 # --udp-answer-limit: the picks of a service's instances differ per answer; this many
 # distinct picks per question are encoded, then they repeat.
 LIMITED_CYCLE = 8
@@ -142,7 +145,7 @@ def srv_priority(inst: Instance) -> int:
 
 
 def srv_weight(inst: Instance) -> int:
-    return inst.weight
+    return min(inst.weight, BUSY_WEIGHT) if inst.busy else inst.weight
 
 
 def limited(instances: list[Instance], limit: int, turn: int) -> list[Instance]:

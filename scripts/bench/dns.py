@@ -109,34 +109,17 @@ def wait_dns(port: int) -> None:
     raise RuntimeError(f"no DNS on port {port}")
 
 
-# `serve` with settings Config may not have as flags yet (the answer cache switch):
-# class attributes stand in for them, read by dns.build through getattr.
-_SERVE = (
-    "import sys; from jarvis_dns.config import Config; from jarvis_dns.cli import main; "
-    "[setattr(Config, k, v) for k, v in {settings!r}.items()]; sys.exit(main())"
-)
-
-
-def _serve_has(flag: str) -> bool:
-    argv = [PYTHON, "-m", "jarvis_dns", "serve", "--help"]
-    return flag in subprocess.run(argv, capture_output=True, text=True).stdout
-
-
 def uncached(data: str) -> tuple[subprocess.Popen[bytes], int]:
-    """jarvis-dns without its answer cache: the flag, or the setting where it has none."""
-    if _serve_has("--no-dns-cache"):
-        return jarvis(data, "--no-dns-cache")
-    return jarvis(data, settings={"dns_cache": False})
+    """jarvis-dns without its answer cache: every reply encoded from the view."""
+    return jarvis(data, "--no-dns-cache")
 
 
-def jarvis(
-    data: str, *extra: str, http: int = 0, settings: dict[str, object] | None = None
-) -> tuple[subprocess.Popen[bytes], int]:
+def jarvis(data: str, *extra: str, http: int = 0) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    launch = ["-c", _SERVE.format(settings=settings)] if settings else ["-m", "jarvis_dns"]
     argv = [
         PYTHON,
-        *launch,
+        "-m",
+        "jarvis_dns",
         "serve",
         "--http",
         f"127.0.0.1:{http or free_port()}",
