@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from jarvis_dns.errors import StaleRead, StoreError
+from jarvis_dns.errors import NotFound, StaleRead, StoreError
 from jarvis_dns.models import (
     Batch,
     Instance,
@@ -47,6 +47,7 @@ from jarvis_dns.registry import (
     View,
     apply,
     plan,
+    stamp,
     touch,
 )
 from jarvis_dns.registry.events import Subscriber
@@ -112,7 +113,12 @@ class Changes:
         if command.key not in self._locks:
             # The hot path: nothing in flight for this instance, and a beat that changes
             # nothing but liveness needs no commit and no lock.
-            planned = plan(self.view, command, self._clock())
+            try:
+                planned = plan(self.view, command, self._clock())
+            except NotFound:
+                if not self.store.echoes:
+                    raise
+                planned = None  # run() first catches up with the other nodes
             if isinstance(planned, Touch):
                 return self._touch(planned)
         inst = await self.run(command)
@@ -147,9 +153,18 @@ class Changes:
         await self._locks.acquire(key)
         release = True
         try:
+            caught_up = not self.store.echoes
             for _ in range(MAX_REPLANS):
                 before = self.view.find(*key)
-                planned = plan(self.view, command, self._clock())
+                try:
+                    planned = plan(self.view, command, self._clock())
+                except NotFound:
+                    if caught_up:
+                        raise
+                    # Registered on another node a moment ago? Not before our view says so.
+                    await self._caught_up(await self.store.latest_index())
+                    caught_up = True
+                    continue
                 if planned is None:
                     return before
                 if isinstance(planned, Touch):
@@ -169,7 +184,9 @@ class Changes:
                         release = False
                         committing.add_done_callback(lambda _: self._locks.release(key))
                     raise
-                return self.view.find(*key) or before
+                # The instance as this batch left it: with a shared store the view may
+                # already hold later changes by other nodes.
+                return planned.puts[0] if planned.puts else before
             raise StoreError(f"{key[0]}/{key[1]} kept changing under {MAX_REPLANS} attempts")
         finally:
             if release:
@@ -183,7 +200,9 @@ class Changes:
 
     async def _commit(self, batch: Batch) -> None:
         if self.store.echoes:  # the batch comes back through follow(), in revision order
-            await self._caught_up(await self.store.commit(batch))
+            index = await self.store.commit(batch)
+            stamp(batch, index)  # the answer shows the batch's own index
+            await self._caught_up(index)
             return
         slot = self._sequencer.take()  # before commit(): the store numbers in call order
         try:

@@ -55,6 +55,9 @@ class ScriptedStore:
     def changes(self, from_index: int) -> AsyncIterator[tuple[int, Batch | Touch]]:
         return self.inner.changes(from_index)
 
+    async def latest_index(self) -> int:
+        return await self.inner.latest_index()
+
     def status(self) -> dict[str, object]:
         return {"backend": "test", "state": "ok"}
 

@@ -80,6 +80,9 @@ class SharedLogStore:
             await self.flowing.wait()
             yield revision, batch
 
+    async def latest_index(self) -> int:
+        return self.log.revision
+
     def status(self) -> dict[str, object]:
         return {"backend": "test", "state": "ok"}
 

@@ -18,6 +18,7 @@ from conftest import FakeClock, eventually
 from shared_log import SharedLog, SharedLogStore
 
 from jarvis_dns.changes import Changes
+from jarvis_dns.errors import NotFound
 from jarvis_dns.models import EventKind, InstanceSpec
 
 
@@ -90,3 +91,19 @@ async def test_a_plan_on_a_stale_view_is_planned_again(clock: FakeClock) -> None
         assert inst.metadata == {"v": 2} and inst.busy
         await asyncio.sleep(0)
         assert a.view.get("auth", 1).busy and b_store.log.revision == 3
+
+
+async def test_an_instance_registered_on_another_node_is_never_a_404(clock: FakeClock) -> None:
+    """A client that registered on one node and beats another at once is not told to
+    register again: the second node catches up before it answers "no such instance"."""
+    async with cluster(clock) as (a, b):
+        b_store = b.store
+        assert isinstance(b_store, SharedLogStore)
+        b_store.flowing.clear()  # b has not seen the registration yet
+        await a.register(spec(1))
+        beat = asyncio.create_task(b.heartbeat("auth", 1))
+        await eventually(lambda: b._catching_up)  # waiting for its view, not answering 404
+        b_store.flowing.set()
+        assert (await beat).instance_id == 1
+        with pytest.raises(NotFound):  # a name nobody registered is still a 404
+            await b.heartbeat("auth", 2)

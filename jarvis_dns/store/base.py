@@ -18,6 +18,9 @@ In DESIGN's words: the store is the log; the view is its projection.
   loads everything again and yields it as one ``Reload`` (a Batch; see below).
 * ``await close()``: finish what is queued, then release everything.
 * ``status()``: the backend and its state for ``/v1/health``.
+* ``await latest_index()``: the newest batch anyone committed: a node of a cluster
+  catches up to it before it tells a client that an instance does not exist (a client
+  that registered on one node and beats another right after must not get a 404).
 * ``echoes``: False for a store only this node writes (memory, SQLite): the writer
   applies its own batches as their commits return, in index order. True for a shared
   store (etcd): every batch, this node's own included, comes back through
@@ -66,6 +69,10 @@ class Store(Protocol):
     def changes(self, from_index: int) -> AsyncIterator[tuple[int, Batch | Touch]]: ...
 
     async def close(self) -> None: ...
+
+    async def latest_index(self) -> int:
+        """The newest committed batch's index, whoever committed it."""
+        ...
 
     def status(self) -> dict[str, object]:
         """For /v1/health: {"backend", "state": "ok" | "unavailable", ...}."""

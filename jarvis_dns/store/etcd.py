@@ -443,6 +443,13 @@ class EtcdStore:
         if not (await self.client.txn([same], [put])).succeeded:
             self._revoke_later([lease])  # it changed meanwhile (expired, say): not ours
 
+    async def latest_index(self) -> int:
+        """The newest batch's revision in etcd (every batch rewrites a service key), for a
+        node that must see what other nodes committed before it answers 404."""
+        services = self.keys.service("")
+        found = await self.client.range(services, prefix_end(services), limit=1, newest_first=True)
+        return found.kvs[0].mod_revision if found.kvs else 0
+
     async def expirations(self) -> AsyncIterator[Key]:
         """Instances whose lease etcd let expire (no node kept it alive), each once, as
         this store's changes() watch sees them; for the elected node to Expire."""

@@ -252,8 +252,12 @@ class EtcdClient:
         range_end: str | None = None,
         revision: int = 0,
         limit: int = 0,
+        newest_first: bool = False,
     ) -> RangeResult:
         body: JSON = {"key": b64(key)}
+        if newest_first:  # by mod_revision, descending
+            body["sort_order"] = "DESCEND"
+            body["sort_target"] = "MOD"
         if range_end is not None:
             body["range_end"] = b64(range_end)
         if revision:

@@ -56,5 +56,8 @@ class MemoryStore:
     async def close(self) -> None:
         return None
 
+    async def latest_index(self) -> int:
+        return self._index
+
     def status(self) -> dict[str, object]:
         return {"backend": "memory", "state": "ok"}

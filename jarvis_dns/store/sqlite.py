@@ -134,6 +134,9 @@ class SqliteStore:
     def changes(self, from_index: int) -> AsyncIterator[tuple[int, Batch | Touch]]:
         return no_changes(from_index)
 
+    async def latest_index(self) -> int:
+        return self._index
+
     def status(self) -> dict[str, object]:
         return {"backend": "sqlite", "state": "ok", "path": str(self.path)}
 
