@@ -174,7 +174,7 @@ class Responder:
         touched = {event.service_type for event in events}
         scopes = {*touched, EVERY}
         for svc in touched:
-            live = bool(self.discovery.live(svc))
+            live = self.discovery.has_live(svc)  # O(1): the view counts them
             if live != (svc in self._live):
                 scopes.add(MEMBERS)
                 (self._live.add if live else self._live.discard)(svc)
