@@ -408,3 +408,15 @@ async def test_live_counts_follow_every_change(clock: FakeClock) -> None:
     assert discovery.live_services() == []
     await changes.heartbeat("auth", 1)  # revives it
     assert discovery.live_services() == ["auth"]
+
+
+def test_the_view_counts_instances_as_it_applies() -> None:
+    view = View()
+    for iid in (1, 2, 3):
+        apply(view, iid, plan(view, Register(spec("auth", iid)), 0.0))  # type: ignore[arg-type]
+    apply(view, 4, plan(view, Register(spec("auth", 1, metadata={"v": 2})), 0.0))  # type: ignore[arg-type]
+    assert view.count() == 3
+    from jarvis_dns.registry import Deregister
+
+    apply(view, 5, plan(view, Deregister("auth", 2), 0.0))  # type: ignore[arg-type]
+    assert view.count() == 2 == len(list(view.all_instances()))

@@ -20,6 +20,7 @@ class View:
         # Live instances per service, kept by put/delete: "does S answer at all?" in O(1)
         # (DNS asks it after every change; counting would walk the whole service).
         self._live: dict[str, int] = {}
+        self._count = 0
         self.index = 0
 
     def load(self, snapshot: Snapshot) -> None:
@@ -61,7 +62,7 @@ class View:
         return len(self._services.get(service_type, ()))
 
     def count(self) -> int:
-        return sum(len(group) for group in self._services.values())
+        return self._count  # O(1): --max-instances asks on every registration
 
     def live_count(self, service_type: str) -> int:
         return self._live.get(service_type, 0)
@@ -75,7 +76,9 @@ class View:
 
     def put(self, inst: Instance) -> None:
         group = self._services.setdefault(inst.service_type, {})
-        self._count_live(group.get(inst.key), -1)
+        old = group.get(inst.key)
+        self._count += old is None
+        self._count_live(old, -1)
         group[inst.key] = inst
         self._count_live(inst, +1)
 
@@ -83,7 +86,9 @@ class View:
         group = self._services.get(key[0])
         if group is None:
             return
-        self._count_live(group.pop(key[1], None), -1)
+        old = group.pop(key[1], None)
+        self._count -= old is not None
+        self._count_live(old, -1)
         if not group:
             del self._services[key[0]]
 
