@@ -21,6 +21,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,8 @@ log = logging.getLogger("jarvis_dns.store")
 LIVENESS_CHUNK = 1000
 # A group stops growing past this many rows, so one transaction stays short.
 GROUP_ROWS = 4000
+# How long the writer waits for more jobs after the first durable one of a group.
+LINGER_S = 0.001
 # Waiters answered per pass of the event loop (see _settle).
 SETTLE_CHUNK = 8
 
@@ -176,11 +179,19 @@ class SqliteStore:
     def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
         """The first job and every one queued meanwhile, up to GROUP_ROWS rows."""
         group, rows = [first], first.size
+        lingered = False
         while rows < GROUP_ROWS:
             try:
                 job = self._queue.get_nowait()
             except queue.Empty:
-                break
+                if lingered or not first.durable:
+                    break
+                # A durable write waits for its fsync anyway: LINGER_S more lets the loop
+                # queue the writes arriving meanwhile, so a flood shares one transaction
+                # instead of paying a thread hand-off and an fsync per one or two.
+                lingered = True
+                time.sleep(LINGER_S)
+                continue
             if job is None:
                 return group, True
             group.append(job)
