@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import socket
 import time
@@ -148,3 +149,32 @@ def live_server(tmp_path: Path) -> Iterator[Any]:
     server.wait_ready()
     yield server
     server.kill()
+
+
+def app_config(tmp_path: Path, **settings: object) -> Config:
+    """A whole server's settings on loopback port 0, its files under tmp_path; memory://
+    unless a setting says otherwise."""
+    config = Config(
+        http="127.0.0.1:0",
+        dns=["127.0.0.1:0"],
+        data_dir=str(tmp_path),
+        zones_dir=str(tmp_path / "zones"),
+        store="memory://",
+    )
+    for name, value in settings.items():
+        setattr(config, name, value)
+    return config
+
+
+@contextlib.asynccontextmanager
+async def running_app(config: Config) -> AsyncIterator[Any]:
+    """The real App (HTTP, DNS, monitor), started and stopped around the block."""
+    from jarvis_dns.app import App
+
+    app = App(config)
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop()
+        await app.close()

@@ -7,43 +7,21 @@ from __future__ import annotations
 import json
 import sqlite3
 import stat
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+from conftest import app_config, running_app
 
 from jarvis_dns import acl
-from jarvis_dns.app import App
 from jarvis_dns.config import Config
 
 BOOT = "boot-secret"
 
 
 def config(tmp_path: Path, **kw: object) -> Config:
-    base = Config(
-        http="127.0.0.1:0",
-        dns=["127.0.0.1:0"],
-        data_dir=str(tmp_path),
-        zones_dir=str(tmp_path / "zones"),
-        acl=True,
-        acl_bootstrap_token=BOOT,
-    )
-    for name, value in kw.items():
-        setattr(base, name, value)
-    return base
-
-
-@asynccontextmanager
-async def running(cfg: Config) -> AsyncIterator[App]:
-    app = App(cfg)
-    await app.start()
-    try:
-        yield app
-    finally:
-        await app.stop()
-        await app.close()
+    settings: dict[str, object] = {"store": "", "acl": True, "acl_bootstrap_token": BOOT}
+    return app_config(tmp_path, **{**settings, **kw})
 
 
 def bearer(secret: str) -> dict[str, str]:
@@ -68,7 +46,7 @@ async def make_token(c: httpx.AsyncClient, services: dict[str, str]) -> str:
 async def test_without_a_token_writes_are_401_and_a_foreign_service_is_403(
     tmp_path: Path,
 ) -> None:
-    async with running(config(tmp_path)) as app, httpx.AsyncClient(base_url=app.http_url) as c:
+    async with running_app(config(tmp_path)) as app, httpx.AsyncClient(base_url=app.http_url) as c:
         r = await c.post("/v1/instances", json=body("auth", 1))
         assert r.status_code == 401
         assert r.json()["error"]["code"] == "unauthorized"
@@ -101,7 +79,7 @@ async def test_without_a_token_writes_are_401_and_a_foreign_service_is_403(
 
 
 async def test_reads_are_filtered_to_readable_services(tmp_path: Path) -> None:
-    async with running(config(tmp_path)) as app, httpx.AsyncClient(base_url=app.http_url) as c:
+    async with running_app(config(tmp_path)) as app, httpx.AsyncClient(base_url=app.http_url) as c:
         for svc in ("auth", "payments"):
             r = await c.post("/v1/instances", json=body(svc, 1), headers=bearer(BOOT))
             assert r.status_code == 201
@@ -121,7 +99,7 @@ async def test_reads_are_filtered_to_readable_services(tmp_path: Path) -> None:
 
 async def test_anonymous_read(tmp_path: Path) -> None:
     async with (
-        running(config(tmp_path, acl_anonymous="read")) as app,
+        running_app(config(tmp_path, acl_anonymous="read")) as app,
         httpx.AsyncClient(base_url=app.http_url) as c,
     ):
         await c.post("/v1/instances", json=body("auth", 1), headers=bearer(BOOT))
@@ -135,7 +113,7 @@ async def test_anonymous_read(tmp_path: Path) -> None:
 
 async def test_check_output_is_shown_only_to_writers(tmp_path: Path) -> None:
     cfg = config(tmp_path, active_checks=False)
-    async with running(cfg) as app, httpx.AsyncClient(base_url=app.http_url) as c:
+    async with running_app(cfg) as app, httpx.AsyncClient(base_url=app.http_url) as c:
         check = {"type": "tcp", "interval_s": 60}
         r = await c.post("/v1/instances", json=body("auth", 1, check=check), headers=bearer(BOOT))
         assert r.status_code == 201
@@ -153,7 +131,7 @@ async def test_check_output_is_shown_only_to_writers(tmp_path: Path) -> None:
 
 
 async def test_management_routes_need_management(tmp_path: Path) -> None:
-    async with running(config(tmp_path)) as app, httpx.AsyncClient(base_url=app.http_url) as c:
+    async with running_app(config(tmp_path)) as app, httpx.AsyncClient(base_url=app.http_url) as c:
         writer = await make_token(c, {"*": "write"})
         for method, path in [
             ("POST", "/v1/zones/reload"),
@@ -173,7 +151,7 @@ async def test_management_routes_need_management(tmp_path: Path) -> None:
 
 async def test_tokens_persist_hashed_and_can_be_deleted(tmp_path: Path) -> None:
     cfg = config(tmp_path)
-    async with running(cfg) as app, httpx.AsyncClient(base_url=app.http_url) as c:
+    async with running_app(cfg) as app, httpx.AsyncClient(base_url=app.http_url) as c:
         secret = await make_token(c, {"auth": "write"})
         listed = (await c.get("/v1/acl/tokens", headers=bearer(BOOT))).json()["tokens"]
         assert len(listed) == 1 and "token" not in listed[0] and "secret_hash" not in listed[0]
@@ -183,7 +161,7 @@ async def test_tokens_persist_hashed_and_can_be_deleted(tmp_path: Path) -> None:
     db.close()
     assert len(stored) == 1 and secret not in stored[0][0]
     assert json.loads(stored[0][0])["secret_hash"] == acl.hash_secret(secret)
-    async with running(cfg) as app, httpx.AsyncClient(base_url=app.http_url) as c:
+    async with running_app(cfg) as app, httpx.AsyncClient(base_url=app.http_url) as c:
         r = await c.post("/v1/instances", json=body("auth", 1), headers=bearer(secret))
         assert r.status_code == 201  # still valid after a restart
         r = await c.delete(f"/v1/acl/tokens/{accessor}", headers=bearer(BOOT))
@@ -198,20 +176,20 @@ async def test_bootstrap_token_is_made_once_mode_0600(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     cfg = config(tmp_path, acl_bootstrap_token="")
-    async with running(cfg):
+    async with running_app(cfg):
         pass
     path = tmp_path / "acl-bootstrap-token"
     secret = path.read_text().strip()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert sum(secret in r.getMessage() for r in caplog.records) == 1
-    async with running(cfg) as app, httpx.AsyncClient(base_url=app.http_url) as c:
+    async with running_app(cfg) as app, httpx.AsyncClient(base_url=app.http_url) as c:
         assert (await c.get("/v1/acl/tokens", headers=bearer(secret))).status_code == 200
     assert sum(secret in r.getMessage() for r in caplog.records) == 1  # logged once
 
 
 async def test_token_routes_say_when_acls_are_off(tmp_path: Path) -> None:
     async with (
-        running(config(tmp_path, acl=False)) as app,
+        running_app(config(tmp_path, acl=False)) as app,
         httpx.AsyncClient(base_url=app.http_url) as c,
     ):
         r = await c.get("/v1/acl/tokens")
@@ -246,7 +224,7 @@ async def test_cli_token_create_list_delete(
 
     from jarvis_dns.cli import main
 
-    async with running(config(tmp_path)) as app, httpx.AsyncClient(base_url=app.http_url) as c:
+    async with running_app(config(tmp_path)) as app, httpx.AsyncClient(base_url=app.http_url) as c:
         common = ["--url", app.http_url, "--token", BOOT]
         argv = ["token", "create", *common, "--service", "auth:write", "--service", "*:read"]
         assert await asyncio.to_thread(main, argv) == 0

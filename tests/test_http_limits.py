@@ -7,12 +7,11 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+from conftest import app_config, running_app
 from test_serve import Server
 
 from jarvis_dns.app import App
@@ -21,27 +20,7 @@ from jarvis_dns.http.blocking import DEFAULT_WAIT_S, parse_wait
 
 
 def config(tmp_path: Path, **kw: object) -> Config:
-    base = Config(
-        http="127.0.0.1:0",
-        dns=["127.0.0.1:0"],
-        data_dir=str(tmp_path),
-        zones_dir=str(tmp_path / "zones"),
-        store="memory://",
-    )
-    for name, value in kw.items():
-        setattr(base, name, value)
-    return base
-
-
-@asynccontextmanager
-async def running(cfg: Config) -> AsyncIterator[App]:
-    app = App(cfg)
-    await app.start()
-    try:
-        yield app
-    finally:
-        await app.stop()
-        await app.close()
+    return app_config(tmp_path, **kw)
 
 
 async def connect(app: App) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -63,7 +42,7 @@ async def test_the_read_deadline_defaults_to_10s() -> None:
 
 
 async def test_slowloris_headers_are_cut_at_the_read_deadline(tmp_path: Path) -> None:
-    async with running(config(tmp_path, http_read_timeout_s=1.0)) as app:
+    async with running_app(config(tmp_path, http_read_timeout_s=1.0)) as app:
         reader, writer = await connect(app)
         writer.write(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n")
 
@@ -80,7 +59,7 @@ async def test_slowloris_headers_are_cut_at_the_read_deadline(tmp_path: Path) ->
 
 
 async def test_a_slow_body_is_cut_too(tmp_path: Path) -> None:
-    async with running(config(tmp_path, http_read_timeout_s=1.0)) as app:
+    async with running_app(config(tmp_path, http_read_timeout_s=1.0)) as app:
         reader, writer = await connect(app)
         writer.write(
             b"POST /v1/instances HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -94,14 +73,14 @@ async def test_a_slow_body_is_cut_too(tmp_path: Path) -> None:
 
 
 async def test_a_silent_connection_is_closed(tmp_path: Path) -> None:
-    async with running(config(tmp_path, http_read_timeout_s=1.0)) as app:
+    async with running_app(config(tmp_path, http_read_timeout_s=1.0)) as app:
         reader, writer = await connect(app)
         assert await closed_within(reader, 4.0) < 3.0
         writer.close()
 
 
 async def test_keep_alive_idle_timeout(tmp_path: Path) -> None:
-    async with running(config(tmp_path, http_idle_timeout_s=0.5)) as app:
+    async with running_app(config(tmp_path, http_idle_timeout_s=0.5)) as app:
         reader, writer = await connect(app)
         writer.write(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
         head = await reader.readuntil(b"\r\n\r\n")
@@ -126,7 +105,7 @@ async def _refused(app: App) -> bool:
 @pytest.mark.parametrize(("total", "per_client"), [(100, 4), (4, 100)])
 async def test_connection_caps(tmp_path: Path, total: int, per_client: int) -> None:
     cfg = config(tmp_path, http_max_connections=total, http_max_connections_per_client=per_client)
-    async with running(cfg) as app:
+    async with running_app(cfg) as app:
         held = [await connect(app) for _ in range(4)]
         await asyncio.sleep(0.05)
         assert app.http_gate.open == 4
@@ -141,7 +120,7 @@ async def test_connection_caps(tmp_path: Path, total: int, per_client: int) -> N
 
 async def test_waiting_blocking_queries_are_capped(tmp_path: Path) -> None:
     async with (
-        running(config(tmp_path, max_waiting_queries=2)) as app,
+        running_app(config(tmp_path, max_waiting_queries=2)) as app,
         httpx.AsyncClient(base_url=app.http_url, timeout=10) as c,
     ):
         await c.post("/v1/instances", json={"service_type": "a", "instance_id": 1, "port": 80})
@@ -159,7 +138,7 @@ async def test_waiting_blocking_queries_are_capped(tmp_path: Path) -> None:
 
 async def test_index_zero_answers_at_once(tmp_path: Path) -> None:
     async with (
-        running(config(tmp_path)) as app,
+        running_app(config(tmp_path)) as app,
         httpx.AsyncClient(base_url=app.http_url, timeout=5) as c,
     ):
         started = time.monotonic()

@@ -7,14 +7,12 @@ import asyncio
 import random
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
 import httpx
 import pytest
-from conftest import free_ports
+from conftest import app_config, free_ports, running_app
 
 from jarvis_dns.app import App
 from jarvis_dns.config import Config
@@ -26,27 +24,7 @@ from jarvis_dns.models import Check
 
 
 def config(tmp_path: Path, **kw: object) -> Config:
-    base = Config(
-        http="127.0.0.1:0",
-        dns=["127.0.0.1:0"],
-        data_dir=str(tmp_path),
-        zones_dir=str(tmp_path / "zones"),
-        store="memory://",
-    )
-    for name, value in kw.items():
-        setattr(base, name, value)
-    return base
-
-
-@asynccontextmanager
-async def running(cfg: Config) -> AsyncIterator[App]:
-    app = App(cfg)
-    await app.start()
-    try:
-        yield app
-    finally:
-        await app.stop()
-        await app.close()
+    return app_config(tmp_path, **kw)
 
 
 # -- protected mode ---------------------------------------------------------------
@@ -57,10 +35,10 @@ async def test_a_bind_beyond_loopback_needs_acl_or_insecure(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match=r"--acl.*--insecure"):
         await app.start()
     await app.close()
-    async with running(config(tmp_path, http="0.0.0.0:0", insecure=True)) as app:
+    async with running_app(config(tmp_path, http="0.0.0.0:0", insecure=True)) as app:
         assert app.http_port
     cfg = config(tmp_path, http="0.0.0.0:0", acl=True, acl_bootstrap_token="x")
-    async with running(cfg) as app:
+    async with running_app(cfg) as app:
         assert app.http_port
 
 
@@ -84,7 +62,7 @@ def test_serve_refuses_an_open_bind_with_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("host", ["169.254.169.254", "169.254.1.1", "fe80::1", "fd00:ec2::254"])
 async def test_a_check_aimed_at_a_denied_range_is_400(tmp_path: Path, host: str) -> None:
-    async with running(config(tmp_path)) as app, httpx.AsyncClient(base_url=app.http_url) as c:
+    async with running_app(config(tmp_path)) as app, httpx.AsyncClient(base_url=app.http_url) as c:
         body = {"service_type": "x", "instance_id": 1, "host": host, "port": 80}
         r = await c.post("/v1/instances", json={**body, "check": {"type": "http"}})
         assert r.status_code == 400 and r.json()["error"]["field"] == "check", r.text
@@ -95,7 +73,7 @@ async def test_a_check_aimed_at_a_denied_range_is_400(tmp_path: Path, host: str)
 
 async def test_check_deny_is_configurable(tmp_path: Path) -> None:
     cfg = config(tmp_path, check_deny=["10.0.0.0/8"])
-    async with running(cfg) as app, httpx.AsyncClient(base_url=app.http_url) as c:
+    async with running_app(cfg) as app, httpx.AsyncClient(base_url=app.http_url) as c:
         body = {"service_type": "x", "instance_id": 1, "port": 80, "check": {"type": "tcp"}}
         r = await c.post("/v1/instances", json={**body, "host": "10.1.2.3"})
         assert r.status_code == 400
@@ -142,7 +120,7 @@ class Recorder:
 
 async def test_instance_quotas_are_507(tmp_path: Path) -> None:
     cfg = config(tmp_path, max_instances=3, max_instances_per_service=2)
-    async with running(cfg) as app, httpx.AsyncClient(base_url=app.http_url) as c:
+    async with running_app(cfg) as app, httpx.AsyncClient(base_url=app.http_url) as c:
 
         async def register(svc: str, iid: int) -> httpx.Response:
             body = {"service_type": svc, "instance_id": iid, "host": "10.0.0.1", "port": 80}
@@ -162,7 +140,7 @@ async def test_instance_quotas_are_507(tmp_path: Path) -> None:
 async def test_a_zone_reload_error_shows_no_path_or_content(tmp_path: Path) -> None:
     zones = tmp_path / "zones"
     zones.mkdir()
-    async with running(config(tmp_path)) as app, httpx.AsyncClient(base_url=app.http_url) as c:
+    async with running_app(config(tmp_path)) as app, httpx.AsyncClient(base_url=app.http_url) as c:
         origin = "$ORIGIN corp.internal.\n$TTL 60\n"
         soa = "@ IN SOA ns hostmaster 1 60 60 60 60\n"
         (zones / "corp.zone").write_text(origin + soa + "secret-name IN A not-an-address\n")

@@ -7,13 +7,12 @@ from __future__ import annotations
 import shutil
 import ssl
 import subprocess
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from conftest import app_config, running_app
 
 from jarvis_dns.app import App
 from jarvis_dns.client import DNSClient, ServiceConfig
@@ -61,33 +60,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 def config(tmp_path: Path, pki: Pki, **kw: object) -> Config:
-    base = Config(
-        http="127.0.0.1:0",
-        dns=["127.0.0.1:0"],
-        data_dir=str(tmp_path),
-        zones_dir=str(tmp_path / "zones"),
-        store="memory://",
-        tls_cert=str(pki.server_cert),
-        tls_key=str(pki.server_key),
-    )
-    for name, value in kw.items():
-        setattr(base, name, value)
-    return base
-
-
-@asynccontextmanager
-async def running(cfg: Config) -> AsyncIterator[App]:
-    app = App(cfg)
-    await app.start()
-    try:
-        yield app
-    finally:
-        await app.stop()
-        await app.close()
+    tls = {"tls_cert": str(pki.server_cert), "tls_key": str(pki.server_key)}
+    return app_config(tmp_path, **{**tls, **kw})
 
 
 async def test_https_with_the_client_verifying_the_ca(tmp_path: Path, pki: Pki) -> None:
-    async with running(config(tmp_path, pki)) as app:
+    async with running_app(config(tmp_path, pki)) as app:
         assert app.http_url.startswith("https://")
         async with DNSClient(app.http_url, verify=str(pki.ca)) as client:
             assert await client.register_service(ServiceConfig("svc", 1, port=80, host="10.0.0.1"))
@@ -103,7 +81,7 @@ async def test_https_with_the_client_verifying_the_ca(tmp_path: Path, pki: Pki) 
 
 async def test_mutual_tls_needs_a_client_certificate(tmp_path: Path, pki: Pki) -> None:
     cfg = config(tmp_path, pki, tls_client_ca=str(pki.ca))
-    async with running(cfg) as app:
+    async with running_app(cfg) as app:
         cert = (str(pki.client_cert), str(pki.client_key))
         async with DNSClient(app.http_url, verify=str(pki.ca), cert=cert) as client:
             assert await client.register_service(ServiceConfig("svc", 1, port=80, host="10.0.0.1"))
