@@ -35,6 +35,7 @@ from jarvis_dns.http.blocking import IndexWaiter
 from jarvis_dns.http.common import Context, Hooks
 from jarvis_dns.http.routes import make_web_app
 from jarvis_dns.http.site import Gate, GuardedSite
+from jarvis_dns.metrics import Metrics
 from jarvis_dns.registry import EventLog, View
 from jarvis_dns.store.base import Store
 from jarvis_dns.store.etcd import EtcdStore
@@ -69,6 +70,15 @@ def open_nodes(config: Config, store: Store) -> Nodes:
     return Solo(name)
 
 
+def report_cluster(metrics: Metrics, nodes: Nodes, store: Store) -> None:
+    """The cluster's figures, when there is a cluster (an etcd store)."""
+    if not isinstance(nodes, EtcdNodes) or not isinstance(store, EtcdStore):
+        return
+    metrics.gauge("jarvis_cluster_members", lambda: len(nodes.members))
+    metrics.gauge("jarvis_cluster_leader", lambda: nodes.leading)
+    metrics.gauge("jarvis_store_view_age_seconds", lambda: float(store.view_age_s()))
+
+
 def _check_writable(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -82,16 +92,20 @@ def _check_writable(directory: Path) -> None:
 class App:
     def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
         self.config = config
+        self.metrics = Metrics()  # every part below reports into it (GET /metrics)
         self.store = open_store(config)
-        self.changes = Changes(self.store, clock, events=EventLog(config.event_log_size))
+        events = EventLog(config.event_log_size)
+        self.changes = Changes(self.store, clock, events=events, metrics=self.metrics)
         self.discovery = Discovery(self.changes.view)
-        self.waiter = IndexWaiter(self.changes, config.max_waiting_queries)
-        responder = build_dns(self.discovery, ZoneSet(config.zones_dir, config.zone), config)
+        self.waiter = IndexWaiter(self.changes, config.max_waiting_queries, self.metrics)
+        zones = ZoneSet(config.zones_dir, config.zone)
+        responder = build_dns(self.discovery, zones, config, metrics=self.metrics)
         self.dns = DnsServer(responder, self.changes, config)
         self.nodes = open_nodes(config, self.store)
+        report_cluster(self.metrics, self.nodes, self.store)
         leases = self.store if isinstance(self.store, EtcdStore) else None
         self.health = HealthMonitor(
-            self.changes, config, clock=clock, nodes=self.nodes, leases=leases
+            self.changes, config, clock=clock, nodes=self.nodes, leases=leases, metrics=self.metrics
         )
         self.acl = Acl(config.acl, config.acl_anonymous)
         self.tokens = security.open_tokens(self.store)
@@ -101,7 +115,9 @@ class App:
         self._token_follower: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.http_port = 0
-        self.http_gate = Gate(config.http_max_connections, config.http_max_connections_per_client)
+        self.http_gate = Gate(
+            config.http_max_connections, config.http_max_connections_per_client, self.metrics
+        )
 
     @property
     def http_url(self) -> str:
@@ -120,7 +136,7 @@ class App:
 
     def web_app(self) -> web.Application:
         ctx = Context(self.changes, self.discovery, self.config, self.waiter, self._hooks())
-        ctx.acl, ctx.tokens = self.acl, self.tokens
+        ctx.acl, ctx.tokens, ctx.metrics = self.acl, self.tokens, self.metrics
         return make_web_app(ctx)
 
     def _hooks(self) -> Hooks:

@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from jarvis_dns.errors import NotFound, StaleRead, StoreError
+from jarvis_dns.metrics import Metrics
+from jarvis_dns.metrics.families import Sample
 from jarvis_dns.models import (
     Batch,
     Instance,
@@ -51,6 +54,7 @@ from jarvis_dns.registry import (
     touch,
 )
 from jarvis_dns.registry.events import Subscriber
+from jarvis_dns.registry.view import BUSY
 from jarvis_dns.store.base import Store
 
 log = logging.getLogger("jarvis_dns.changes")
@@ -68,6 +72,7 @@ class Changes:
         clock: Clock,
         view: View | None = None,
         events: EventLog | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.view = view if view is not None else View()
@@ -78,6 +83,10 @@ class Changes:
         self._locks = _KeyLocks()
         self._sequencer = _Sequencer()
         self._catching_up: list[tuple[int, asyncio.Future[None]]] = []
+        metrics = metrics or Metrics()
+        self._applied = metrics.counter("jarvis_events_total")
+        self._commit_time = metrics.histogram("jarvis_store_commit_seconds")
+        self._report(metrics)
 
     async def load(self) -> None:
         """Take what the store kept; once, before serving."""
@@ -92,6 +101,22 @@ class Changes:
         """fn(events) after every applied batch; returns the unsubscribe call."""
         self._subscribers.append(fn)
         return lambda: self._subscribers.remove(fn)
+
+    def _report(self, metrics: Metrics) -> None:
+        """What the view and the store show, read when scraped."""
+        view = self.view
+        metrics.gauge("jarvis_change_index", lambda: view.index)
+        metrics.gauge("jarvis_store_up", lambda: self.store.status().get("state") == "ok")
+
+        def instances() -> list[Sample]:
+            tallies = [(svc, view.tally(svc)) for svc in view.service_types()]
+            return [((svc, s.value), t[s.value]) for svc, t in tallies for s in Status]
+
+        def busy() -> list[Sample]:
+            return [((svc,), view.tally(svc)[BUSY]) for svc in view.service_types()]
+
+        metrics.reading("jarvis_instances", instances)
+        metrics.reading("jarvis_instances_busy", busy)
 
     # -- the commands the faces use ----------------------------------------------
 
@@ -200,17 +225,23 @@ class Changes:
 
     async def _commit(self, batch: Batch) -> None:
         if self.store.echoes:  # the batch comes back through follow(), in revision order
-            index = await self.store.commit(batch)
+            index = await self._timed_commit(batch)
             stamp(batch, index)  # the answer shows the batch's own index
             await self._caught_up(index)
             return
         slot = self._sequencer.take()  # before commit(): the store numbers in call order
         try:
-            index = await self.store.commit(batch)
+            index = await self._timed_commit(batch)
             await self._sequencer.turn(slot)
             self._apply(index, batch)
         finally:
             self._sequencer.release(slot)
+
+    async def _timed_commit(self, batch: Batch) -> int:
+        began = time.perf_counter()
+        index = await self.store.commit(batch)
+        self._commit_time.observe(time.perf_counter() - began)
+        return index
 
     async def _caught_up(self, index: int) -> None:
         """Until the view has applied everything up to index (a shared store's echo)."""
@@ -242,6 +273,8 @@ class Changes:
         for inst in batch.puts:
             self.liveness.forget((inst.service_type, inst.key))  # the full write has it
         self.events.extend(events)
+        for event in events:
+            self._applied.inc(event.kind.value)
         for fn in list(self._subscribers):
             try:
                 fn(events)

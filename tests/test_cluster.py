@@ -274,6 +274,26 @@ async def test_a_change_on_one_node_reaches_every_node(
     await until(lambda: _priority_is(a, "web", 1, 0), 1.0, "A's SRV has web/1 at priority 0")
     assert time.monotonic() - flipped <= 0.2
 
+    # Each node's /metrics has the cluster's figures: three members, one leader of them.
+    figures = [await cluster_figures(http, node) for node in (a, b, c)]
+    assert [f["jarvis_cluster_members"] for f in figures] == [3, 3, 3]
+    assert sum(f["jarvis_cluster_leader"] for f in figures) == 1
+    assert all(f["jarvis_store_view_age_seconds"] == 0 and f["jarvis_store_up"] for f in figures)
+
+
+async def cluster_figures(http: httpx.AsyncClient, node: Node) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = (await http.get(node.url + "/metrics")).text
+    wanted = {"jarvis_cluster_members", "jarvis_cluster_leader"}
+    wanted |= {"jarvis_store_view_age_seconds", "jarvis_store_up"}
+    return {
+        s.name: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name in wanted
+    }
+
 
 async def _priority_is(node: Node, svc: str, iid: int, priority: int) -> bool:
     return (priority, target(svc, iid)) in await srv(node, svc)

@@ -11,6 +11,8 @@ Each question carries its scope (encode.py): ``drop`` forgets the questions of t
 scopes a registry change touched and nothing else. Replies carrying the SOA serial
 (negative answers, the SOA itself) are not dropped when only the serial moved: the
 serial is patched in on the next hit.
+
+A hit counts itself: one int added in ``hits`` (metrics.dns), by the reply's outcome.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable, Iterable
 
 from jarvis_dns.dns.encode import Made
 from jarvis_dns.dns.proto import HEADER, OPCODE_MASK, QR, RD
+from jarvis_dns.metrics.dns import OUTCOMES
 
 # A/AAAA rotation: at most this many pre-encoded orders per question. Each reply leads
 # with another address; past this many addresses some never lead, which resolvers
@@ -40,9 +43,9 @@ class _Question:
     """One lower-cased question: its replies without ID, flags and question."""
 
     __slots__ = (
-        "counters",
         "flags",
         "make",
+        "outcome",
         "question_end",
         "serial",
         "serial_at",
@@ -59,7 +62,7 @@ class _Question:
         steps = min(made.cycle, RING)
         self.turns = [i * made.cycle // steps for i in range(steps)]
         self.tails: list[bytes | None] = [first[question_end:], *([None] * (steps - 1))]
-        self.counters = made.counters
+        self.outcome = made.outcome
         self.make = make
         self.question_end = question_end
         # Offset of the SOA serial in a tail, and the serial it holds.
@@ -104,9 +107,10 @@ _FALLBACK = object()  # cache marker: this question goes the dnslib way (forward
 
 
 class AnswerCache:
-    def __init__(self) -> None:
+    def __init__(self, hits: list[int] | None = None) -> None:
+        """hits: where hits are counted, by outcome (one of DnsCounts.hits)."""
         self.serial = 0  # the SOA serial now; replies holding an older one are patched
-        self.counters: tuple[str, ...] = ()  # what the last hit counts
+        self.hits = hits if hits is not None else [0] * len(OUTCOMES)
         self._spellings: dict[bytes, _Spelling] = {}
         self._questions: dict[bytes, _Question | object] = {}
         self._scopes: dict[str, list[bytes]] = {}
@@ -129,7 +133,7 @@ class AnswerCache:
         question = spelling.question
         if question.serial_at >= 0 and spelling.serial != self.serial:
             self._patch(spelling)
-        self.counters = question.counters
+        self.hits[question.outcome] += 1
         rd = data[2] & RD
         steps = len(question.tails)
         if steps == 1:
@@ -140,6 +144,13 @@ class AnswerCache:
         step = question.turn
         question.turn = (step + 1) % steps
         return data[:2] + spelling.reply(rd, step)
+
+    def fresh(self, data: bytes) -> bytes | None:
+        """The reply just stored for this query, not counted as a hit (it was a miss)."""
+        reply = self.hit(data)
+        if reply is not None:
+            self.hits[self._spellings[data[4:]].question.outcome] -= 1
+        return reply
 
     def declined(self, key: bytes) -> bool:
         """The question goes the dnslib way every time (forwarded names)."""

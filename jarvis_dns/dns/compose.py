@@ -10,6 +10,8 @@ from jarvis_dns.dns.records import RegistryRecords
 from jarvis_dns.dns.responder import Responder
 from jarvis_dns.dns.upstream import Upstream, parse_upstreams
 from jarvis_dns.dns.zones import ZoneSet
+from jarvis_dns.metrics import Metrics
+from jarvis_dns.metrics.dns import DnsCounts
 
 
 def build(
@@ -20,12 +22,14 @@ def build(
     upstream: Upstream | None = None,
     cache: bool | None = None,
     udp_limit: int | None = None,
+    metrics: Metrics | None = None,
 ) -> Responder:
     """The responder for the registry behind ``discovery`` and the zone files of
     ``zones`` (None: config.zones_dir), as the settings ask.
 
     upstream: replaces the ``--upstream`` servers (tests); cache, udp_limit: override
-    the settings (cache off: every reply is encoded anew, the miss path alone)."""
+    the settings (cache off: every reply is encoded anew, the miss path alone);
+    metrics: where the DNS figures are reported (a private one when None)."""
     records = RegistryRecords(discovery, config.zone, config.dns_ttl, config.dns_negative_ttl)
     servers = parse_upstreams(config.upstreams)
     if upstream is None and servers:
@@ -54,4 +58,5 @@ def build(
         upstream=upstream,
         cache=cache,
         udp_limit=udp_limit,
+        counts=DnsCounts(metrics or Metrics()),
     )

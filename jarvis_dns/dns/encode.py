@@ -36,6 +36,7 @@ from jarvis_dns.dns.records import (
     srv_weight,
     txt_strings,
 )
+from jarvis_dns.metrics.dns import outcome
 from jarvis_dns.models import Instance
 
 # What a cached answer depends on, besides one service (named by its type).
@@ -48,13 +49,6 @@ _HINFO_ANY = bytes([len(RFC8482_CPU)]) + RFC8482_CPU + b"\x00"  # RFC 8482 4.2
 _SRV_FIXED = struct.Struct("!HHH")
 _COUNTS = struct.Struct("!HHHH")
 _TIMES = struct.Struct("!IIII")
-_RCODE_COUNTERS = {
-    proto.NXDOMAIN: "nxdomain",
-    proto.REFUSED: "refused",
-    proto.FORMERR: "formerr",
-    proto.NOTIMP: "notimp",
-    proto.SERVFAIL: "servfail",
-}
 
 # owner, type, TTL, data. An owner of None is the question's name (every answer record
 # of the registry zone): its data is then the whole record after the owner.
@@ -69,7 +63,7 @@ class Made:
     """One encoded reply and what the cache needs to know of it."""
 
     reply: bytes  # the whole reply, question lower-cased
-    counters: tuple[str, ...]  # stats it bumps besides the query counter
+    outcome: int  # what it counts as (metrics.dns.OUTCOMES)
     cycle: int = 1  # distinct answers by turn (rotation or limited picks); 1: fixed
     serial_at: int = -1  # offset of the SOA serial in ``reply``, when it carries one
     scope: str = STATIC
@@ -98,14 +92,6 @@ def packed_address(host: str) -> tuple[int, bytes] | None:
     """(A or AAAA, address bytes) of an IP host, as records.address_of decides it."""
     found = address_of(host)
     return None if found is None else (int(found[0]), bytes(found[1].data))
-
-
-def counters(rcode: int, answered: bool, truncated: bool) -> tuple[str, ...]:
-    name = _RCODE_COUNTERS.get(rcode)
-    if name is None and not answered:
-        name = "nodata"
-    named = (name,) if name is not None else ()
-    return (*named, "truncated") if truncated else named
 
 
 class HandEncoder:
@@ -245,7 +231,7 @@ class HandEncoder:
         p.buf[4:12] = _COUNTS.pack(1, n_an, n_ns, n_ar + (1 if opt else 0))
         return Made(
             bytes(p.buf),
-            counters(shape.rcode, bool(shape.answer), truncated),
+            outcome(shape.rcode, bool(shape.answer), truncated),
             shape.cycle if not truncated else 1,
             serial_at,
             shape.scope,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -29,14 +29,15 @@ from jarvis_dns.discovery import Discovery
 from jarvis_dns.dns import names, proto
 from jarvis_dns.dns.authority import Authority
 from jarvis_dns.dns.cache import AnswerCache
-from jarvis_dns.dns.encode import EVERY, MEMBERS, STATIC, HandEncoder, Made, counters
+from jarvis_dns.dns.encode import EVERY, MEMBERS, STATIC, HandEncoder, Made
 from jarvis_dns.dns.packer import name_wire
 from jarvis_dns.dns.proto import BADVERS, CLASSIC_UDP, EDNS_VERSION, HEADER, TCP_MAX
 from jarvis_dns.dns.query import Query, classify
 from jarvis_dns.dns.records import SERIAL_MODULUS, Answer, pick_for_udp, refused
-from jarvis_dns.dns.stats import Stats
 from jarvis_dns.dns.upstream import Upstream
 from jarvis_dns.dns.zones import ZoneSet
+from jarvis_dns.metrics import Metrics
+from jarvis_dns.metrics.dns import DROPPED_AT, FORWARDED_AT, DnsCounts, outcome
 from jarvis_dns.models import Event
 
 log = logging.getLogger(__name__)
@@ -133,13 +134,14 @@ class Responder:
         upstream: Upstream | None = None,
         cache: bool = True,
         udp_limit: int = 0,
-        stats: Stats | None = None,
+        counts: DnsCounts | None = None,
     ) -> None:
         """hand: None sends every query the dnslib way (``--no-fast-path``); cache:
-        False encodes every reply anew (measures the miss path)."""
+        False encodes every reply anew (measures the miss path); counts: where every
+        message is counted (a private one when None)."""
         self.authority = authority
         self.hand = hand
-        self.stats = stats or Stats()
+        self.counts = counts or DnsCounts(Metrics())
         self.max_udp = max_udp
         self.zones = zones
         self.upstream = upstream
@@ -152,8 +154,8 @@ class Responder:
         self._hand_turns: dict[bytes, int] = {}
         # Encoded replies, one cache per transport since their size limits differ.
         on = cache and hand is not None
-        self.udp_cache = AnswerCache() if on else None
-        self.tcp_cache = AnswerCache() if on else None
+        self.udp_cache = AnswerCache(self.counts.hits[True]) if on else None
+        self.tcp_cache = AnswerCache(self.counts.hits[False]) if on else None
         self._live = set(self.discovery.live_services())
 
     # -- what changes the answers
@@ -222,9 +224,8 @@ class Responder:
         answers cheap queries at once and queues the rest."""
         cache = self.udp_cache if udp else self.tcp_cache
         if cache is not None:
-            reply = cache.hit(data)
+            reply = cache.hit(data)  # counts itself
             if reply is not None:
-                self._count(udp, cache.counters)
                 return reply
         q = classify(data) if self.hand is not None else None
         if q is None:
@@ -243,7 +244,7 @@ class Responder:
             if len(self._hand_turns) >= MAX_CACHED:
                 self._hand_turns.clear()
             self._hand_turns[q.key] = self._hand_turns.get(q.key, 0) + 1
-        self._count(udp, made.counters)
+        self.counts.taken[udp][made.outcome] += 1
         reply = made.reply  # its question lower-cased: spelled back as the client did
         return reply[:HEADER] + data[HEADER : q.name_end] + reply[q.name_end :]
 
@@ -257,9 +258,9 @@ class Responder:
             cache.decline(key)
             return None
         cache.store(q.data, key, q.question_end, made, partial(self._remade, q, udp))
-        reply = cache.hit(q.data)
+        reply = cache.fresh(q.data)
         if reply is not None:
-            self._count(udp, cache.counters)
+            self.counts.taken[udp][made.outcome] += 1
         return reply
 
     def _remade(self, q: Query, udp: bool, turn: int) -> Made:
@@ -277,52 +278,47 @@ class Responder:
         made = self.hand.encode(q, limit, udp, turn)
         return made if made is not None else self._dnslib_made(q, limit, udp, turn)
 
-    def _count(self, udp: bool, names_: Iterable[str]) -> None:
-        counts = self.stats.counts
-        counts["queries_udp" if udp else "queries_tcp"] += 1
-        for name in names_:
-            counts[name] += 1
-
     # -- the dnslib path
 
     def respond(self, wire: bytes, udp: bool) -> bytes | Forward | None:
-        self.stats.bump("queries_udp" if udp else "queries_tcp")
+        reply, at = self._respond_any(wire, udp)
+        self.counts.taken[udp][at] += 1
+        return reply
+
+    def _respond_any(self, wire: bytes, udp: bool) -> tuple[bytes | Forward | None, int]:
+        """The reply and its outcome (metrics.dns)."""
         try:
             msg = DNSRecord.parse(wire)
         except Exception:  # dnslib raises several kinds on garbage; all mean "drop"
-            self.stats.bump("dropped")
-            return None
+            return None, DROPPED_AT
         if msg.header.qr:
-            self.stats.bump("dropped")  # a response: answering could start a loop
-            return None
+            return None, DROPPED_AT  # a response: answering could start a loop
         try:
             return self._respond(msg, wire, udp)
         except Exception:
             log.exception("DNS query failed: %r", msg.questions[:1])
-            self.stats.bump("errors")
-            return self._error(msg, RCODE.SERVFAIL)
+            self.counts.errors.inc()
+            return self._error(msg, RCODE.SERVFAIL), _failed(RCODE.SERVFAIL)
 
-    def _respond(self, msg: DNSRecord, wire: bytes, udp: bool) -> bytes | Forward:
+    def _respond(self, msg: DNSRecord, wire: bytes, udp: bool) -> tuple[bytes | Forward, int]:
         if msg.header.opcode != OPCODE.QUERY:
-            return self._error(msg, RCODE.NOTIMP, echo=len(msg.questions) == 1)
+            echo = len(msg.questions) == 1
+            return self._error(msg, RCODE.NOTIMP, echo=echo), _failed(RCODE.NOTIMP)
         if len(msg.questions) != 1:
-            return self._error(msg, RCODE.FORMERR)
+            return self._error(msg, RCODE.FORMERR), _failed(RCODE.FORMERR)
         edns = _edns(msg)
         if edns.error:
-            return self._error(msg, edns.error)
+            return self._error(msg, edns.error), _failed(edns.error)
         if edns.version > EDNS_VERSION:
-            return self._badvers(msg)
+            return self._badvers(msg), _failed(BADVERS)
         limit = limit_for(edns.present, edns.size, self.max_udp, udp)
         q = msg.questions[0]
         answer = self._lookup(q)
         if answer is _OUTSIDE and self.forwarding:
-            self.stats.bump("forwarded")
-            return Forward(msg, wire, limit)
+            return Forward(msg, wire, limit), FORWARDED_AT
         answer, turn = self._turned(q, answer, udp)
         reply, truncated = self._pack(msg, answer, edns.present, limit, turn)
-        for name in _counters(answer, truncated):
-            self.stats.bump(name)
-        return reply
+        return reply, _outcome(answer, truncated)
 
     def _limited(self, q: DNSQuestion, answer: Answer, udp: bool, turn: int) -> Answer:
         """Under --udp-answer-limit, a UDP answer with at most that many instances."""
@@ -351,7 +347,7 @@ class Responder:
         # Lower-cased question: the cache spells it anew for each query.
         reply = reply[:HEADER] + q.lower_name + reply[q.name_end :]
         cycle = 1 if truncated else (len(answer.answer) if answer.rotate else answer.cycle)
-        return Made(reply, _counters(answer, truncated), cycle, -1, self._scope(question, answer))
+        return Made(reply, _outcome(answer, truncated), cycle, -1, self._scope(question, answer))
 
     def _scope(self, q: DNSQuestion, answer: Answer) -> str:
         qname = qname_key(q)
@@ -429,14 +425,11 @@ class Responder:
         return wire[:HEADER] + spelled + wire[HEADER + len(spelled) :], truncated
 
     def _error(self, msg: DNSRecord, rcode: int, echo: bool = False) -> bytes:
-        for name in _counters(Answer(rcode), truncated=False):
-            self.stats.bump(name)
         questions = msg.questions[:1] if echo else []
         wire = bytes(DNSRecord(self._header(msg, rcode), questions=questions).pack())
         return wire
 
     def _badvers(self, msg: DNSRecord) -> bytes:
-        self.stats.bump("badvers")
         opt = EDNS0(udp_len=self.max_udp, ext_rcode=BADVERS >> 4, version=EDNS_VERSION)
         reply = DNSRecord(self._header(msg, BADVERS & 0xF), questions=msg.questions, ar=[opt])
         wire = bytes(reply.pack())
@@ -447,21 +440,27 @@ class Responder:
     def forwarded(self, forward: Forward, reply: bytes | None) -> bytes:
         """The upstream's reply for the client, or SERVFAIL when none came."""
         if reply is None:
+            self.counts.forward_replies.inc("failed")
             return self._error(forward.request, RCODE.SERVFAIL, echo=True)
         # We offer recursion through the upstreams, whatever the upstream says of itself.
         reply = reply[:3] + bytes([reply[3] | proto.RA]) + reply[4:]
         if len(reply) <= forward.limit:
+            self.counts.forward_replies.inc("answered")
             return reply
-        self.stats.bump("truncated")
+        self.counts.forward_replies.inc("truncated")
         header = self._header(forward.request, RCODE.NOERROR)
         header.tc = 1
         ar = [EDNS0(udp_len=self.max_udp)] if _edns(forward.request).present else []
         return bytes(DNSRecord(header, questions=forward.request.questions, ar=ar).pack())
 
 
-def _counters(answer: Answer, truncated: bool) -> tuple[str, ...]:
-    """The stats one reply bumps, besides the query counter."""
-    return counters(answer.rcode, bool(answer.answer), truncated)
+def _outcome(answer: Answer, truncated: bool) -> int:
+    return outcome(answer.rcode, bool(answer.answer), truncated)
+
+
+def _failed(rcode: int) -> int:
+    """The outcome of an error answer (no records)."""
+    return outcome(rcode, False, False)
 
 
 def _answer_records(qname: DNSLabel, answer: Answer, turn: int) -> list[RR]:

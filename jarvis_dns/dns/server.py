@@ -25,9 +25,9 @@ from jarvis_dns.discovery import Discovery
 from jarvis_dns.dns.compose import build
 from jarvis_dns.dns.proto import frame_size, framed
 from jarvis_dns.dns.responder import LATER, Forward, Responder
-from jarvis_dns.dns.stats import Stats
 from jarvis_dns.dns.upstream import Upstream
 from jarvis_dns.errors import ConfigError
+from jarvis_dns.metrics.dns import DnsCounts
 from jarvis_dns.registry.events import EventSource
 
 log = logging.getLogger(__name__)
@@ -61,11 +61,11 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self,
         on_datagram: Callable[[_UdpProtocol, bytes, Any], None],
         responder: Responder,
-        stats: Stats,
+        counts: DnsCounts,
     ) -> None:
         self.on_datagram = on_datagram
         self.answer = responder.answer
-        self.stats = stats
+        self.counts = counts
         self.transport: asyncio.DatagramTransport | None = None
         self._buffered: Callable[[], int] = lambda: 0
 
@@ -80,13 +80,13 @@ class _UdpProtocol(asyncio.DatagramProtocol):
             reply = self.answer(data, True, later=True)
         except Exception:  # never die of a packet; the backlog's turn may still answer
             log.exception("UDP query from %s failed", addr)
-            self.stats.bump("errors")
+            self.counts.errors.inc()
             reply = LATER
         if reply is LATER:
             self.on_datagram(self, data, addr)
         elif isinstance(reply, bytes):
             if self._buffered() > MAX_UDP_WRITE_BUFFER:
-                self.stats.bump("backlog_dropped")
+                self.counts.dropped.inc("send_buffer")
             elif self.transport is not None:
                 self.transport.sendto(reply, addr)
 
@@ -119,7 +119,10 @@ class DnsServer:
         self.responder = responder
         self.tcp_idle_s = tcp_idle_s
         self._events = events
-        self._stats = responder.stats
+        self._counts = responder.counts
+        metrics = self._counts.metrics
+        metrics.gauge("jarvis_dns_tcp_open", lambda: len(self._connections))
+        metrics.gauge("jarvis_dns_udp_backlog", lambda: len(self._backlog))
         self._udp: list[asyncio.DatagramTransport] = []
         self._tcp: list[asyncio.Server] = []
         self._addresses: list[tuple[str, int]] = []
@@ -173,7 +176,8 @@ class DnsServer:
         return list(self._addresses)
 
     def stats(self) -> dict[str, int]:
-        counts = self._stats.snapshot()
+        """The "dns" object of /v1/health."""
+        counts = self._counts.snapshot()
         counts["tcp_open"] = len(self._connections)
         counts["udp_backlog"] = len(self._backlog)
         return counts
@@ -207,7 +211,7 @@ class DnsServer:
         loop = asyncio.get_running_loop()
         try:
             transport, _ = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self._on_datagram, self.responder, self._stats),
+                lambda: _UdpProtocol(self._on_datagram, self.responder, self._counts),
                 local_addr=(host, port),
             )
         except OSError as exc:
@@ -221,7 +225,7 @@ class DnsServer:
 
     def _on_datagram(self, protocol: _UdpProtocol, data: bytes, addr: Any) -> None:
         if len(self._backlog) >= MAX_UDP_BACKLOG:
-            self._stats.bump("backlog_dropped")
+            self._counts.dropped.inc("backlog")
             return
         self._backlog.append((protocol, data, addr))
         if not self._draining:
@@ -235,7 +239,7 @@ class DnsServer:
                 self._answer_udp(protocol, data, addr)
             except Exception:  # never die of a packet
                 log.exception("UDP query from %s failed", addr)
-                self._stats.bump("errors")
+                self._counts.errors.inc()
         if self._backlog:
             asyncio.get_running_loop().call_soon(self._drain)
         else:
@@ -255,7 +259,7 @@ class DnsServer:
         # Not in typeshed's DatagramTransport, but every asyncio/uvloop transport has it.
         buffered: int = getattr(transport, "get_write_buffer_size", lambda: 0)()
         if buffered > MAX_UDP_WRITE_BUFFER:
-            self._stats.bump("backlog_dropped")
+            self._counts.dropped.inc("send_buffer")
             return
         transport.sendto(wire, addr)
 
@@ -265,7 +269,7 @@ class DnsServer:
         self, forward: Forward, send: Callable[[bytes], None]
     ) -> asyncio.Task[None] | None:
         if len(self._forwards) >= MAX_FORWARDS_IN_FLIGHT:
-            self._stats.bump("backlog_dropped")
+            self._counts.dropped.inc("forwards")
             return None
         task = asyncio.get_running_loop().create_task(self._forward(forward, send))
         self._forwards.add(task)
@@ -280,19 +284,19 @@ class DnsServer:
             send(self.responder.forwarded(forward, reply))
         except Exception:
             log.exception("forwarding failed")
-            self._stats.bump("errors")
+            self._counts.errors.inc()
 
     # -- TCP
 
     async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is None or self._stopping or len(self._connections) >= MAX_TCP_CONNECTIONS:
-            self._stats.bump("tcp_rejected")
+            self._counts.tcp_rejected.inc()
             writer.close()
             return
         conn = _Connection()
         self._connections[task] = conn
-        self._stats.bump("tcp_connections")
+        self._counts.tcp_connections.inc()
         pending: set[asyncio.Task[None]] = set()
         try:
             await self._serve_tcp(reader, writer, conn, pending)

@@ -6,7 +6,7 @@ preservation.py  SelfPreservation: hold mass TTL expiry (pure)
 outcome.py       CheckResult, HTTP interpretation, thresholds (pure)
 targets.py       server-wide check defaults (pure)
 checks.py        HttpCheck, TcpCheck: periodic probes reporting to a Notifier
-limiter.py       the global bound on probes in flight, lag statistics
+limiter.py       the global bound on probes in flight; probe counts and lag into metrics
 """
 
 from jarvis_dns.health.checks import HttpCheck, Notifier, Target, TcpCheck

@@ -136,7 +136,7 @@ class PeriodicCheck(abc.ABC):
         if due >= now:
             return due
         # Behind by a whole interval: skip the missed rounds rather than burst them.
-        self._limiter.skipped += 1
+        self._limiter.skip()
         return now
 
 

@@ -1,26 +1,28 @@
-"""The global bound on probes in flight, and the counters the status report shows."""
+"""The global bound on probes in flight; what the probes count goes to metrics."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
-from collections import deque
 from collections.abc import AsyncIterator
+
+from jarvis_dns.metrics import Metrics
 
 # Enough recent samples for a stable p99 (100 beyond it), little memory.
 LAG_SAMPLES = 10_000
+PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 
 
 class Limiter:
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, metrics: Metrics | None = None) -> None:
+        metrics = metrics or Metrics()
         self._sem = asyncio.Semaphore(max(1, limit))
         self.limit = max(1, limit)
         self.in_flight = 0
-        self.total = 0
-        self.failed = 0
-        self.skipped = 0
-        self.lags: deque[float] = deque(maxlen=LAG_SAMPLES)
+        self.checks = metrics.counter("jarvis_checks_total")
+        self.checks.start(PASSED, FAILED, SKIPPED)
+        self.lag = metrics.histogram("jarvis_check_lag_seconds", recent=LAG_SAMPLES)
+        metrics.gauge("jarvis_checks_in_flight", lambda: self.in_flight)
 
     @contextlib.asynccontextmanager
     async def slot(self, lag: float) -> AsyncIterator[None]:
@@ -29,7 +31,7 @@ class Limiter:
         waited_from = loop.time()
         async with self._sem:
             # The schedule lag includes the wait for a free slot.
-            self.lags.append(max(0.0, lag + loop.time() - waited_from))
+            self.lag.observe(max(0.0, lag + loop.time() - waited_from))
             self.in_flight += 1
             try:
                 yield
@@ -37,23 +39,24 @@ class Limiter:
                 self.in_flight -= 1
 
     def count(self, passed: bool) -> None:
-        self.total += 1
-        self.failed += not passed
+        self.checks.inc(PASSED if passed else FAILED)
+
+    def skip(self) -> None:
+        """A round skipped: the checker was a whole interval behind."""
+        self.checks.inc(SKIPPED)
 
     def lag_quantile(self, q: float) -> float | None:
-        if not self.lags:
-            return None
-        ordered = sorted(self.lags)
-        return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+        return self.lag.quantile(q)
 
     def status(self) -> dict[str, object]:
         """Counters since start; lag quantiles over the last LAG_SAMPLES probes."""
+        passed, failed = int(self.checks.get(PASSED)), int(self.checks.get(FAILED))
         return {
             "checks_in_flight": self.in_flight,
             "checks_in_flight_limit": self.limit,
-            "checks_total": self.total,
-            "checks_failed": self.failed,
-            "checks_skipped": self.skipped,
+            "checks_total": passed + failed,
+            "checks_failed": failed,
+            "checks_skipped": int(self.checks.get(SKIPPED)),
             "check_lag_p50_s": _rounded(self.lag_quantile(0.5)),
             "check_lag_p99_s": _rounded(self.lag_quantile(0.99)),
             "check_lag_max_s": _rounded(self.lag_quantile(1.0)),

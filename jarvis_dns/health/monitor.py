@@ -44,6 +44,7 @@ from jarvis_dns.health.outcome import CheckResult, Streak
 from jarvis_dns.health.preservation import SelfPreservation
 from jarvis_dns.health.targets import deregister_after, resolve_check
 from jarvis_dns.health.wheel import TimerWheel
+from jarvis_dns.metrics import Metrics
 from jarvis_dns.models import Event, Instance, Status
 from jarvis_dns.registry import Command, Expire, Observe, Remove
 
@@ -67,8 +68,10 @@ class HealthMonitor:
         session_factory: SessionFactory | None = None,
         nodes: Nodes | None = None,
         leases: LeaseExpiries | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._changes = changes
+        self._metrics = metrics or Metrics()
         self._view = changes.view
         self._nodes: Nodes = nodes or Solo()
         # A cluster's TTLs are etcd leases: expiries come from there, not from the wheel.
@@ -93,6 +96,7 @@ class HealthMonitor:
         self._expiries: asyncio.Task[None] | None = None
         self._running = False  # checks run only between start() and stop()
         changes.subscribe(self._on_events)
+        self._report(self._metrics)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -103,7 +107,7 @@ class HealthMonitor:
             self._track(inst)
 
     async def start(self) -> None:
-        self._limiter = Limiter(self._config.checks_in_flight)
+        self._limiter = Limiter(self._config.checks_in_flight, self._metrics)
         if self._config.active_checks:
             self._session = self._session_factory()
         self.load(self._clock())
@@ -352,6 +356,12 @@ class HealthMonitor:
         await self._run_all([observed])
 
     # -- operator face ---------------------------------------------------------
+
+    def _report(self, metrics: Metrics) -> None:
+        hold = self._preservation
+        metrics.gauge("jarvis_checks_scheduled", lambda: len(self._checks))
+        metrics.gauge("jarvis_self_preservation_active", lambda: hold.active)
+        metrics.gauge("jarvis_self_preservation_held", lambda: len(hold.held))
 
     def status(self) -> dict[str, object]:
         limiter = self._limiter.status() if self._limiter else {}

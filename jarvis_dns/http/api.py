@@ -29,7 +29,8 @@ from jarvis_dns.http.common import (
     reader,
     shown,
 )
-from jarvis_dns.models import Instance, InstanceId, JSONObject, Status
+from jarvis_dns.metrics import exposition
+from jarvis_dns.models import InstanceId, JSONObject
 
 HEARTBEAT_FIELDS = frozenset({"busy", "metrics"})
 STATUS_FIELDS = frozenset({"busy", "status"})
@@ -70,22 +71,11 @@ async def register(request: web.Request) -> web.Response:
     return json_text_response(inst.to_json(), status=status, index=inst.modify_index)
 
 
-def _counts(instances: list[Instance]) -> dict[str, int]:
-    counts = {s.value: 0 for s in Status}
-    for inst in instances:
-        counts[inst.status.value] += 1
-    counts["busy"] = sum(1 for i in instances if i.busy and i.live)
-    counts["total"] = len(instances)
-    return counts
-
-
 async def list_services(request: web.Request) -> web.Response:
     policy = reader(request)
     await _block(request, ALL)
     view = context(request).view
-    services = {
-        svc: _counts(view.instances(svc)) for svc in view.service_types() if policy.can_read(svc)
-    }
+    services = {svc: view.tally(svc) for svc in view.service_types() if policy.can_read(svc)}
     return json_response({"services": services, "index": view.index}, index=view.index)
 
 
@@ -253,6 +243,15 @@ async def reload_zones(request: web.Request) -> web.Response:
     return json_response({"zones": zones})
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """The registry's own figures in the Prometheus text format. Who may read them:
+    anyone without --acl; with it, a token (or the anonymous policy) that reads some
+    service, and series labelled with a service only for the services it may read."""
+    policy = reader(request)
+    body = exposition.render(context(request).metrics, policy.can_read)
+    return web.Response(body=body, headers={"Content-Type": exposition.CONTENT_TYPE})
+
+
 def openapi_text() -> str:
     return resources.files("jarvis_dns.http").joinpath("openapi.json").read_text()
 
@@ -281,5 +280,6 @@ def add_routes(app: web.Application) -> None:
             ("DELETE", "/v1/health/self-preservation", clear_self_preservation),
             ("POST", "/v1/zones/reload", reload_zones),
             ("GET", "/v1/openapi.json", openapi),
+            ("GET", "/metrics", metrics),
         ],
     )

@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from jarvis_dns.errors import ServiceUnavailable, ValidationError
+from jarvis_dns.metrics import Metrics
 from jarvis_dns.models import Event
 from jarvis_dns.registry.events import EventSource
 
@@ -42,13 +43,19 @@ def parse_index(raw: str | None, field: str = "index") -> int | None:
 class IndexWaiter:
     """Wakes waiters on a service (or on anything) when the registry changes."""
 
-    def __init__(self, source: EventSource, max_waiting: int = DEFAULT_MAX_WAITING) -> None:
+    def __init__(
+        self,
+        source: EventSource,
+        max_waiting: int = DEFAULT_MAX_WAITING,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._signals: dict[str, asyncio.Event] = {}
         self._waiting: dict[str, int] = {}  # waiters per key: the last one out cleans up
         self._closed = False
         self.max_waiting = max_waiting
         self.waiting = 0  # queries waiting now, on any key
         source.subscribe(self._on_events)
+        (metrics or Metrics()).gauge("jarvis_blocking_queries_waiting", lambda: self.waiting)
 
     @property
     def closed(self) -> bool:

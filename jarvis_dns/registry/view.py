@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from jarvis_dns.errors import NotFound
-from jarvis_dns.models import Instance, InstanceId, Key, Snapshot, instance_key
+from jarvis_dns.models import Instance, InstanceId, Key, Snapshot, Status, instance_key
+
+BUSY = "busy"  # in a tally: live instances that report busy
 
 
 class View:
@@ -17,9 +19,10 @@ class View:
         self._services: dict[str, dict[str, Instance]] = {}
         # Kept after a service's last instance goes, so its index never moves back.
         self._service_index: dict[str, int] = {}
-        # Live instances per service, kept by put/delete: "does S answer at all?" in O(1)
-        # (DNS asks it after every change; counting would walk the whole service).
-        self._live: dict[str, int] = {}
+        # Instances per service by status (and live ones busy), kept by put/delete:
+        # "does S answer at all?" in O(1) (DNS asks it after every change), and the counts
+        # /v1/services and /metrics show, without walking a whole service.
+        self._tally: dict[str, dict[str, int]] = {}
         self._count = 0
         self.index = 0
 
@@ -65,7 +68,13 @@ class View:
         return self._count  # O(1): --max-instances asks on every registration
 
     def live_count(self, service_type: str) -> int:
-        return self._live.get(service_type, 0)
+        tally = self._tally.get(service_type)
+        return 0 if tally is None else tally[Status.ACTIVE.value]
+
+    def tally(self, service_type: str) -> dict[str, int]:
+        """{active, dead, maintenance, busy (live and busy), total} of one service."""
+        tally = self._tally.get(service_type) or _empty_tally()
+        return {**tally, "total": self.size(service_type)}
 
     def modify_index(self, key: Key) -> int:
         """What a plan read of this key (0: absent), for optimistic commits."""
@@ -78,9 +87,9 @@ class View:
         group = self._services.setdefault(inst.service_type, {})
         old = group.get(inst.key)
         self._count += old is None
-        self._count_live(old, -1)
+        self._add_tally(old, -1)
         group[inst.key] = inst
-        self._count_live(inst, +1)
+        self._add_tally(inst, +1)
 
     def delete(self, key: Key) -> None:
         group = self._services.get(key[0])
@@ -88,15 +97,25 @@ class View:
             return
         old = group.pop(key[1], None)
         self._count -= old is not None
-        self._count_live(old, -1)
+        self._add_tally(old, -1)
         if not group:
             del self._services[key[0]]
+            self._tally.pop(key[0], None)
 
-    def _count_live(self, inst: Instance | None, delta: int) -> None:
-        if inst is not None and inst.live:
-            svc = inst.service_type
-            self._live[svc] = self._live.get(svc, 0) + delta
+    def _add_tally(self, inst: Instance | None, delta: int) -> None:
+        if inst is None:
+            return
+        tally = self._tally.get(inst.service_type)
+        if tally is None:
+            tally = self._tally[inst.service_type] = _empty_tally()
+        tally[inst.status.value] += delta
+        if inst.busy and inst.live:
+            tally[BUSY] += delta
 
     def advance(self, service_type: str, index: int) -> None:
         self.index = max(self.index, index)
         self._service_index[service_type] = max(self.service_index(service_type), index)
+
+
+def _empty_tally() -> dict[str, int]:
+    return {**{status.value: 0 for status in Status}, BUSY: 0}

@@ -584,10 +584,14 @@ class EtcdStore:
     def status(self) -> JSON:
         """For /v1/health: ok while the watch is open; otherwise unavailable, and how old
         the view this node answers from is."""
+        state = "ok" if self._down_since is None else "unavailable"
+        return {"backend": "etcd", "state": state, "view_age_s": self.view_age_s()}
+
+    def view_age_s(self) -> float:
+        """0 while the watch is open; else how long since it closed."""
         if self._down_since is None:
-            return {"backend": "etcd", "state": "ok", "view_age_s": 0.0}
-        age = round(time.monotonic() - self._down_since, 3)
-        return {"backend": "etcd", "state": "unavailable", "view_age_s": age}
+            return 0.0
+        return round(time.monotonic() - self._down_since, 3)
 
     async def close(self) -> None:
         self._closed = True
