@@ -147,7 +147,12 @@ class App:
             clear_self_preservation=self.health.clear_self_preservation,
             store_status=self.store.status,
             cluster_status=self.nodes.status,
+            dns_answer=self._dns_answer,
         )
+
+    def _dns_answer(self, wire: bytes) -> bytes | None:
+        reply = self.dns.answer(wire, udp=False)
+        return reply if isinstance(reply, bytes) else None
 
     async def start(self) -> None:
         """The store's state first, then DNS and the monitor, HTTP last: once /v1/health

@@ -85,6 +85,7 @@ class Changes:
         self._catching_up: list[tuple[int, asyncio.Future[None]]] = []
         metrics = metrics or Metrics()
         self._applied = metrics.counter("jarvis_events_total")
+        self._beats = metrics.counter("jarvis_heartbeats_total")
         self._commit_time = metrics.histogram("jarvis_store_commit_seconds")
         self._report(metrics)
 
@@ -145,9 +146,11 @@ class Changes:
                     raise
                 planned = None  # run() first catches up with the other nodes
             if isinstance(planned, Touch):
+                self._beats.inc(service_type)  # after the plan: only known services count
                 return self._touch(planned)
         inst = await self.run(command)
         assert inst is not None
+        self._beats.inc(service_type)
         return inst
 
     async def set_status(

@@ -170,6 +170,8 @@ async def test_metrics_after_a_short_workload_have_every_series_and_agree_with_h
     assert value(series, "jarvis_instances", service="api", status="active") == 1
     assert value(series, "jarvis_instances_busy", service="api") == 1
     assert value(series, "jarvis_events_total", kind="registered") == 3
+    assert value(series, "jarvis_heartbeats_total", service="api") == 1
+    assert value(series, "jarvis_dns_answers_total", service="api") == 2
     assert value(series, "jarvis_events_total", kind="busy") == 1
     assert value(series, "jarvis_events_total", kind="deregistered") == 1
     assert value(series, "jarvis_check_lag_seconds_count") >= 1

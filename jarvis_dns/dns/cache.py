@@ -12,7 +12,8 @@ scopes a registry change touched and nothing else. Replies carrying the SOA seri
 (negative answers, the SOA itself) are not dropped when only the serial moved: the
 serial is patched in on the next hit.
 
-A hit counts itself: one int added in ``hits`` (metrics.dns), by the reply's outcome.
+A hit counts itself: one int added in ``hits`` (metrics.dns), by the reply's outcome,
+and one in its question, whose scope names the service it answered for.
 """
 
 from __future__ import annotations
@@ -43,10 +44,12 @@ class _Question:
     """One lower-cased question: its replies without ID, flags and question."""
 
     __slots__ = (
+        "answers",
         "flags",
         "make",
         "outcome",
         "question_end",
+        "scope",
         "serial",
         "serial_at",
         "spellings",
@@ -63,6 +66,8 @@ class _Question:
         self.turns = [i * made.cycle // steps for i in range(steps)]
         self.tails: list[bytes | None] = [first[question_end:], *([None] * (steps - 1))]
         self.outcome = made.outcome
+        self.scope = made.scope
+        self.answers = 0  # replies made from it: the service's DNS answers, for metrics
         self.make = make
         self.question_end = question_end
         # Offset of the SOA serial in a tail, and the serial it holds.
@@ -111,12 +116,15 @@ class AnswerCache:
         """hits: where hits are counted, by outcome (one of DnsCounts.hits)."""
         self.serial = 0  # the SOA serial now; replies holding an older one are patched
         self.hits = hits if hits is not None else [0] * len(OUTCOMES)
+        self._retired: dict[str, int] = {}  # answers of questions dropped, by scope
         self._spellings: dict[bytes, _Spelling] = {}
         self._questions: dict[bytes, _Question | object] = {}
         self._scopes: dict[str, list[bytes]] = {}
         self._bytes = 0  # held by both, roughly
 
     def clear(self) -> None:
+        for question in self._questions.values():
+            self._retire(question)
         self._spellings.clear()
         self._questions.clear()
         self._scopes.clear()
@@ -134,6 +142,7 @@ class AnswerCache:
         if question.serial_at >= 0 and spelling.serial != self.serial:
             self._patch(spelling)
         self.hits[question.outcome] += 1
+        question.answers += 1
         rd = data[2] & RD
         steps = len(question.tails)
         if steps == 1:
@@ -181,8 +190,22 @@ class AnswerCache:
             for key in self._scopes.pop(scope, ()):
                 question = self._questions.pop(key, None)
                 if isinstance(question, _Question):
+                    self._retire(question)
                     for spelled in question.spellings:
                         self._spellings.pop(spelled, None)
+
+    def answers(self) -> dict[str, int]:
+        """Replies made, by scope (a service's name, or a marker of encode.py)."""
+        found = dict(self._retired)
+        for question in self._questions.values():
+            if isinstance(question, _Question):
+                found[question.scope] = found.get(question.scope, 0) + question.answers
+        return found
+
+    def _retire(self, question: _Question | object) -> None:
+        if isinstance(question, _Question) and question.answers:
+            scope = question.scope
+            self._retired[scope] = self._retired.get(scope, 0) + question.answers
 
     def _patch(self, spelling: _Spelling) -> None:
         question = spelling.question

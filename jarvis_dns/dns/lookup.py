@@ -11,7 +11,7 @@ import argparse
 import socket
 import time
 
-from dnslib import EDNS0, QTYPE, DNSError, DNSQuestion, DNSRecord
+from dnslib import EDNS0, QTYPE, RCODE, DNSError, DNSQuestion, DNSRecord
 
 from jarvis_dns.config import split_hostport
 from jarvis_dns.dns.proto import frame_size, framed
@@ -81,6 +81,28 @@ def lookup(
         if not reply.header.tc:
             return reply, "UDP"
     return DNSRecord.parse(ask_tcp(wire, server, timeout)), "TCP"
+
+
+def service_questions(service_type: str, zone: str, ids: list[str]) -> list[DNSRecord]:
+    """What a client asks of one service: SRV and A of it, TXT of each instance."""
+    asked = [(f"_{service_type}._tcp.{zone}", "SRV"), (f"{service_type}.{zone}", "A")]
+    asked += [(f"{iid}._{service_type}._tcp.{zone}", "TXT") for iid in ids]
+    return [build_query(name, qtype) for name, qtype in asked]
+
+
+def presented(query: DNSRecord, reply: bytes | None) -> dict[str, object]:
+    """A question and its reply's sections, one record a line as dig prints them."""
+    q = query.questions[0]
+    shown: dict[str, object] = {"name": str(q.qname), "type": QTYPE[q.qtype]}
+    if reply is None:
+        return {**shown, "rcode": "no answer", "answer": [], "additional": []}
+    parsed = DNSRecord.parse(reply)
+    return {
+        **shown,
+        "rcode": RCODE[parsed.header.rcode],
+        "answer": [rr.toZone() for rr in parsed.rr],
+        "additional": [rr.toZone() for rr in parsed.ar if rr.rtype != QTYPE.OPT],
+    }
 
 
 def _print(reply: DNSRecord, server: tuple[str, int], transport: str, ms: float) -> None:

@@ -38,6 +38,7 @@ from jarvis_dns.dns.upstream import Upstream
 from jarvis_dns.dns.zones import ZoneSet
 from jarvis_dns.metrics import Metrics
 from jarvis_dns.metrics.dns import DROPPED_AT, FORWARDED_AT, DnsCounts, outcome
+from jarvis_dns.metrics.families import Sample
 from jarvis_dns.models import Event
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,16 @@ class Responder:
         self.udp_cache = AnswerCache(self.counts.hits[True]) if on else None
         self.tcp_cache = AnswerCache(self.counts.hits[False]) if on else None
         self._live = set(self.discovery.live_services())
+        self.counts.metrics.reading("jarvis_dns_answers_total", self._answers_by_service)
+
+    def _answers_by_service(self) -> list[Sample]:
+        """Answers from the caches for names of one service (not counted without them)."""
+        found: dict[str, int] = {}
+        for cache in self._caches():
+            for scope, n in cache.answers().items():
+                if scope not in (STATIC, MEMBERS, EVERY):
+                    found[scope] = found.get(scope, 0) + n
+        return [((svc,), float(n)) for svc, n in found.items()]
 
     # -- what changes the answers
 

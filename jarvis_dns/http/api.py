@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from jarvis_dns import matching, validate
+from jarvis_dns.dns import lookup
 from jarvis_dns.errors import NotFound, Unprocessable, ValidationError, ZoneError
 from jarvis_dns.http import limits
 from jarvis_dns.http.blocking import ALL, parse_index, parse_wait
@@ -36,6 +37,7 @@ HEARTBEAT_FIELDS = frozenset({"busy", "metrics"})
 STATUS_FIELDS = frozenset({"busy", "status"})
 DISCOVER_FIELDS = frozenset({"service_type", "requirements", "strategy", "key"})
 _STARTED = time.time()
+MAX_TXT_SHOWN = 20  # instances whose TXT record GET /v1/services/{svc}/dns asks
 log = logging.getLogger("jarvis_dns.http")
 
 
@@ -109,6 +111,20 @@ async def get_service(request: web.Request) -> web.Response:
     head = json.dumps({"service_type": svc, "index": index}, separators=(",", ":"))[:-1]
     text = head + ',"instances":[' + ",".join(shown(i, policy) for i in found) + "]}"
     return json_text_response(text, index=index)
+
+
+async def service_dns(request: web.Request) -> web.Response:
+    """What the DNS face answers for one service, as dig prints it: SRV and A of the
+    service, TXT of each live instance (the first MAX_TXT_SHOWN). Asked of the DNS face
+    itself, so it is what a client gets (and is counted as DNS queries over TCP)."""
+    svc = validate.service_type(request.match_info["svc"])
+    may_read(request, svc)
+    ctx = context(request)
+    live = [i.key for i in ctx.discovery.listing(svc, lambda i: i.live)][:MAX_TXT_SHOWN]
+    asked = lookup.service_questions(svc, ctx.config.zone, live)
+    answers = [lookup.presented(q, ctx.hooks.dns_answer(bytes(q.pack()))) for q in asked]
+    body = {"service_type": svc, "index": ctx.view.service_index(svc), "answers": answers}
+    return json_response(body, index=ctx.view.service_index(svc))
 
 
 async def get_instance(request: web.Request) -> web.Response:
@@ -271,6 +287,7 @@ def add_routes(app: web.Application) -> None:
             ("POST", "/v1/instances", register),
             ("GET", "/v1/services", list_services),
             ("GET", "/v1/services/{svc}", get_service),
+            ("GET", "/v1/services/{svc}/dns", service_dns),
             ("GET", instance, get_instance),
             ("DELETE", instance, deregister),
             ("PUT", instance + "/status", set_status),

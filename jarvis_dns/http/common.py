@@ -49,6 +49,8 @@ class Hooks:
     clear_self_preservation: Callable[[], Awaitable[None]] = lambda: _nothing()
     store_status: Callable[[], dict[str, object]] = lambda: {"backend": "memory", "state": "ok"}
     cluster_status: Callable[[], dict[str, object]] = dict
+    # One DNS message in, the DNS face's reply out (as over TCP); None: no DNS face.
+    dns_answer: Callable[[bytes], bytes | None] = lambda _: None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

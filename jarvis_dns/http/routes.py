@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from jarvis_dns.http import api, legacy, tokens
+from jarvis_dns.http import api, legacy, tokens, ui
 from jarvis_dns.http.common import CONTEXT, Context, guarded, http_error
 
 # Bodies are capped at config.max_body_bytes by read_body; this is aiohttp's outer bound.
@@ -17,6 +17,7 @@ def make_web_app(ctx: Context) -> web.Application:
     api.add_routes(app)
     legacy.add_routes(app)
     tokens.add_routes(app)
+    ui.add_routes(app)
     # Last: whatever matched nothing gets a JSON 404 or 405 rather than aiohttp's text.
     app.router.add_route("*", "/{tail:.*}", guarded(unmatched, "unmatched", ctx.metrics))
     return app

@@ -61,6 +61,13 @@ CATALOGUE: tuple[Spec, ...] = (
         "DNS queries answered from the answer cache",
         ("transport",),
     ),
+    Spec(
+        "jarvis_dns_answers_total",
+        C,
+        "DNS answers for the names of one service, from the answer cache (not counted "
+        "with --no-dns-cache)",
+        ("service",),
+    ),
     Spec("jarvis_dns_nodata_total", C, "NOERROR answers with an empty answer section"),
     Spec("jarvis_dns_truncated_total", C, "UDP answers sent with TC=1"),
     Spec(
@@ -105,6 +112,7 @@ CATALOGUE: tuple[Spec, ...] = (
     # -- the registry
     Spec("jarvis_instances", G, "instances by service and status", ("service", "status")),
     Spec("jarvis_instances_busy", G, "live instances that report busy, by service", ("service",)),
+    Spec("jarvis_heartbeats_total", C, "heartbeats received, by service", ("service",)),
     Spec("jarvis_events_total", C, "registry events applied, by kind", ("kind",)),
     Spec("jarvis_change_index", G, "the registry's change index"),
     Spec("jarvis_store_commit_seconds", H, "time for the store to commit one batch", (), SECONDS),
