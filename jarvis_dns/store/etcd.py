@@ -57,6 +57,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+from jarvis_dns import jsontext
 from jarvis_dns.errors import ConfigError, StaleRead, StoreError
 from jarvis_dns.models import (
     Batch,
@@ -610,7 +611,7 @@ def _reindexed(event: Event, index: int) -> Event:
 
 
 def _dump_event(event: Event) -> str:
-    return json.dumps(event.to_dict(), separators=(",", ":"))
+    return jsontext.encode(event.to_dict())
 
 
 def _by_revision(events: list[WatchEvent]) -> list[tuple[int, list[WatchEvent]]]:
