@@ -7,55 +7,14 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from jarvis_dns import logs
-from jarvis_dns.config import Config, env
+from jarvis_dns.config import SETTINGS, Config, Setting, described, resolve
 from jarvis_dns.errors import ConfigError, StoreError, ZoneError
 
 DEFAULT_URL = "http://127.0.0.1:9000"
-
-# flag dest -> (Config field, parser of the env/flag string); lists are comma-separated in env.
-_SERVE_SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "http": ("http", str),
-    "dns": ("dns", str),
-    "domain": ("domain", str),
-    "store": ("store", str),
-    "data_dir": ("data_dir", str),
-    "zones_dir": ("zones_dir", str),
-    "log_level": ("log_level", str),
-    "log_format": ("log_format", str),
-    "dns_ttl": ("dns_ttl", int),
-    "dns_negative_ttl": ("dns_negative_ttl", int),
-    "max_udp_size": ("max_udp_size", int),
-    "udp_answer_limit": ("udp_answer_limit", int),
-    "upstream": ("upstreams", str),
-    "upstream_timeout": ("upstream_timeout_s", float),
-    "check_interval": ("check_interval_s", float),
-    "check_timeout": ("check_timeout_s", float),
-    "checks_in_flight": ("checks_in_flight", int),
-    "deregister_after": ("deregister_after_s", float),
-    "self_preservation_threshold": ("self_preservation_threshold", float),
-    "event_log_size": ("event_log_size", int),
-    "liveness_flush": ("liveness_flush_s", float),
-    "node": ("node", str),
-    "node_ttl": ("node_ttl_s", float),
-    "acl_anonymous": ("acl_anonymous", str),
-    "acl_bootstrap_token": ("acl_bootstrap_token", str),
-    "check_deny": ("check_deny", str),
-    "tls_cert": ("tls_cert", str),
-    "tls_key": ("tls_key", str),
-    "tls_client_ca": ("tls_client_ca", str),
-    "http_max_connections": ("http_max_connections", int),
-    "http_max_connections_per_client": ("http_max_connections_per_client", int),
-    "http_read_timeout": ("http_read_timeout_s", float),
-    "http_idle_timeout": ("http_idle_timeout_s", float),
-    "max_waiting_queries": ("max_waiting_queries", int),
-    "max_instances": ("max_instances", int),
-    "max_instances_per_service": ("max_instances_per_service", int),
-}
-_LIST_FIELDS = {"dns", "upstreams", "check_deny"}
 
 
 def _serve_parser(sub: Any) -> None:
@@ -65,169 +24,64 @@ def _serve_parser(sub: Any) -> None:
         description="Run jarvis-dns. Every flag falls back to JARVIS_DNS_<FLAG> "
         "(upper case, '-' as '_', lists comma-separated), then to its default.",
     )
-    d = Config()
-    add = p.add_argument
-    add("--http", help=f"HTTP API address host:port [{d.http}]")
-    add(
-        "--dns",
-        action="append",
-        help=f"DNS address host:port, UDP and TCP; repeatable [{d.dns[0]}]",
+    groups: dict[str, Any] = {}
+    for s in SETTINGS:
+        group = groups.get(s.group) or groups.setdefault(s.group, p.add_argument_group(s.group))
+        _add_flag(group, s)
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print every setting's effective value and where it came from "
+        "(flag, environment, default), then exit",
     )
-    add("--domain", help=f"registry zone [{d.domain}]")
-    add(
-        "--store",
-        help="memory://, sqlite:///path, or etcd://h1:2379,h2:2379[?prefix=/jarvis-dns] for "
-        "a cluster of nodes sharing one etcd [sqlite:///<data-dir>/registry.db]",
-    )
-    add("--node", help="this node's name in a cluster (etcd:// store) [host:http-port]")
-    add(
-        "--node-ttl",
-        type=float,
-        help=f"seconds a dead node keeps its share of the checks [{d.node_ttl_s:g}]",
-    )
-    add("--data-dir", help=f"where the SQLite store lives [{d.data_dir}]")
-    add(
-        "--zones-dir", help=f"directory of BIND *.zone files served authoritatively [{d.zones_dir}]"
-    )
-    add("--log-level", choices=logs.LEVELS, help=f"[{d.log_level}]")
-    add("--log-format", choices=("text", "json"), help=f"[{d.log_format}]")
-    add("--dns-ttl", type=int, help=f"TTL of DNS answers in seconds [{d.dns_ttl}]")
-    add(
-        "--dns-negative-ttl",
-        type=int,
-        help=f"negative-answer TTL (SOA minimum) [{d.dns_negative_ttl}]",
-    )
-    add("--max-udp-size", type=int, help=f"largest UDP answer with EDNS(0) [{d.max_udp_size}]")
-    add(
-        "--upstream",
-        action="append",
-        help="forward names outside every zone to IP[:port]; repeatable [refuse them]",
-    )
-    add("--upstream-timeout", type=float, help=f"seconds before SERVFAIL [{d.upstream_timeout_s}]")
-    add(
-        "--check-interval",
-        type=float,
-        help=f"default active-check interval, s [{d.check_interval_s}]",
-    )
-    add(
-        "--check-timeout", type=float, help=f"default active-check timeout, s [{d.check_timeout_s}]"
-    )
-    add("--checks-in-flight", type=int, help=f"bound on concurrent checks [{d.checks_in_flight}]")
-    add("--no-active-checks", action="store_true", help="only TTL heartbeats decide liveness")
-    add(
-        "--deregister-after",
-        type=float,
-        help=f"remove instances dead this long, s [{d.deregister_after_s:g}]",
-    )
-    add(
-        "--self-preservation-threshold",
-        type=float,
-        help="hold TTL expiry when more than this share of live instances would expire "
-        f"within one TTL; 0 disables [{d.self_preservation_threshold}]",
-    )
-    add("--event-log-size", type=int, help=f"events kept [{d.event_log_size}]")
-    add(
-        "--liveness-flush",
-        type=float,
-        help="seconds between writes of heartbeat times and metrics: at most this much "
-        f"liveness is lost in a crash [{d.liveness_flush_s:g}]",
-    )
-    add("--no-fast-path", action="store_true", help="answer every DNS query through dnslib")
-    add(
-        "--udp-answer-limit",
-        type=int,
-        help="at most this many instances per UDP answer, idle first, shuffled, no TC "
-        f"(for clients that never retry over TCP); 0: all [{d.udp_answer_limit}]",
-    )
-    add("--no-dns-cache", action="store_true", help="encode every DNS answer anew")
-    _security_flags(p, d)
     p.set_defaults(run=_run_serve)
 
 
-def _security_flags(p: argparse.ArgumentParser, d: Config) -> None:
-    add = p.add_argument
-    add("--acl", action="store_true", help="require ACL tokens on the HTTP API")
-    add(
-        "--acl-anonymous",
-        choices=("none", "read"),
-        help=f"policy without a token [{d.acl_anonymous}]",
-    )
-    add(
-        "--acl-bootstrap-token",
-        help="the management token [made once into <data-dir>/acl-bootstrap-token]",
-    )
-    add("--insecure", action="store_true", help="allow an HTTP bind beyond loopback without --acl")
-    add(
-        "--check-deny",
-        action="append",
-        help=f"CIDR active checks may not reach; repeatable [{','.join(d.check_deny)}]",
-    )
-    add("--tls-cert", help="PEM certificate chain: serve HTTPS")
-    add("--tls-key", help="PEM private key of --tls-cert")
-    add("--tls-client-ca", help="PEM CA bundle: require client certificates it signed")
-    add(
-        "--http-max-connections",
-        type=int,
-        help=f"open HTTP connections in all [{d.http_max_connections}]",
-    )
-    add(
-        "--http-max-connections-per-client",
-        type=int,
-        help=f"open HTTP connections per client address [{d.http_max_connections_per_client}]",
-    )
-    add(
-        "--http-read-timeout",
-        type=float,
-        help=f"seconds to receive a request's headers and body [{d.http_read_timeout_s:g}]",
-    )
-    add(
-        "--http-idle-timeout",
-        type=float,
-        help=f"seconds a keep-alive connection may idle [{d.http_idle_timeout_s:g}]",
-    )
-    add(
-        "--max-waiting-queries",
-        type=int,
-        help=f"blocking queries held at once; 503 beyond [{d.max_waiting_queries}]",
-    )
-    add("--max-instances", type=int, help=f"instances in all; 507 beyond [{d.max_instances}]")
-    add(
-        "--max-instances-per-service",
-        type=int,
-        help=f"instances per service; 507 beyond [{d.max_instances_per_service}]",
+def _add_flag(group: Any, s: Setting) -> None:
+    help_text = f"{s.help} [{s.default_text()}]"
+    if s.kind is bool:
+        group.add_argument(s.option, dest=s.name, action="store_true", default=None, help=help_text)
+        return
+    metavar = None if s.choices else s.option[2:].upper().replace("-", "_")
+    if s.kind is list:
+        help_text += "; repeatable"
+        group.add_argument(s.option, dest=s.name, action="append", metavar=metavar, help=help_text)
+        return
+    choices = s.choices or None
+    group.add_argument(
+        s.option, dest=s.name, type=s.kind, choices=choices, metavar=metavar, help=help_text
     )
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    config = Config()
-    for dest, (name, parse) in _SERVE_SETTINGS.items():
-        value = getattr(args, dest, None)
-        raw = env(dest)
-        if value is None and raw is not None:
-            try:
-                value = (
-                    [parse(v) for v in raw.split(",") if v] if name in _LIST_FIELDS else parse(raw)
-                )
-            except ValueError:
-                raise ConfigError(f"JARVIS_DNS_{dest.upper()}={raw!r} is not valid") from None
-        if value is not None:
-            setattr(config, name, value)
-    config.active_checks = not (args.no_active_checks or _env_flag("no_active_checks"))
-    config.dns_fast_path = not (args.no_fast_path or _env_flag("no_fast_path"))
-    config.dns_cache = not (args.no_dns_cache or _env_flag("no_dns_cache"))
-    config.acl = args.acl or _env_flag("acl")
-    config.insecure = args.insecure or _env_flag("insecure")
-    return config
+def config_from_args(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> tuple[Config, dict[str, str]]:
+    """The settings (flags, then JARVIS_DNS_* variables, then defaults) and their sources."""
+    flags: dict[str, Any] = {}
+    for s in SETTINGS:
+        value = getattr(args, s.name, None)
+        if value is not None and s.kind is bool:
+            value = not s.default  # the flag turns it away from its default
+        elif value is not None and s.kind is list:  # repeated, or comma-separated
+            value = [v.strip() for item in value for v in item.split(",") if v.strip()]
+        flags[s.name] = value
+    return resolve(flags, environ)
 
 
-def _env_flag(name: str) -> bool:
-    return (env(name) or "").lower() in ("1", "true", "yes")
+def print_config(config: Config, sources: Mapping[str, str]) -> None:
+    rows = [("setting", "value", "from"), *described(config, sources)]
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    for flag, value, source in rows:
+        print(f"{flag:{widths[0]}}  {value:{widths[1]}}  {source}")
 
 
 def _run_serve(args: argparse.Namespace) -> int:
     from jarvis_dns.app import serve
 
-    config = config_from_args(args)
+    config, sources = config_from_args(args)
+    if args.print_config:
+        print_config(config, sources)
+        return 0
     logs.setup(config.log_level, config.log_format)
     try:
         _run(serve(config))

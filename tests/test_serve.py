@@ -197,12 +197,12 @@ def test_env_fallback(tmp_path: Path, servers: list[Server]) -> None:
     os.environ["JARVIS_DNS_DOMAIN"] = "corp.example"
     os.environ["JARVIS_DNS_DNS"] = "127.0.0.1:1053,[::1]:1053"
     try:
-        config = config_from_args(build_parser().parse_args(["serve", "--dns-ttl", "9"]))
+        config, _ = config_from_args(build_parser().parse_args(["serve", "--dns-ttl", "9"]))
     finally:
         del os.environ["JARVIS_DNS_DOMAIN"], os.environ["JARVIS_DNS_DNS"]
     assert config.zone == "corp.example." and config.dns_ttl == 9
     assert config.dns == ["127.0.0.1:1053", "[::1]:1053"]
-    flagged = config_from_args(build_parser().parse_args(["serve", "--domain", "x.test"]))
+    flagged, _ = config_from_args(build_parser().parse_args(["serve", "--domain", "x.test"]))
     assert flagged.zone == "x.test."
 
 
