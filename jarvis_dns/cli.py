@@ -7,10 +7,11 @@ import asyncio
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
-from jarvis_dns import logs
+from jarvis_dns import cli_tables, logs
 from jarvis_dns.config import SETTINGS, Config, Setting, described, resolve
 from jarvis_dns.errors import ConfigError, StoreError, ZoneError
 
@@ -131,7 +132,7 @@ def _request(args: argparse.Namespace, method: str, path: str, **kw: Any) -> Any
     try:
         response = httpx.request(method, url, timeout=kw.pop("timeout", 10.0), verify=verify, **kw)
     except httpx.HTTPError as exc:
-        raise CommandError(f"cannot reach {url}: {exc}") from None
+        raise CommandError(_unreachable(args.url.split(",")[0], exc)) from None
     try:
         body = response.json() if response.content else {}
     except ValueError:  # not JSON: a proxy's error page, say
@@ -141,6 +142,22 @@ def _request(args: argparse.Namespace, method: str, path: str, **kw: Any) -> Any
         field = f" ({err['field']})" if err.get("field") else ""
         raise CommandError(f"{response.status_code}: {err.get('message', response.text)}{field}")
     return body
+
+
+def _unreachable(base: str, exc: Exception) -> str:
+    """One line that says what failed and what to do."""
+    import httpx
+
+    if isinstance(exc, httpx.ConnectError):
+        why = "connection refused or no route"
+    elif isinstance(exc, httpx.TimeoutException):
+        why = "no answer in time"
+    else:
+        why = str(exc) or type(exc).__name__
+    return (
+        f"cannot reach the registry at {base} ({why}). Is `jarvis-dns serve` running there? "
+        "Point --url or JARVIS_DNS_URL at it."
+    )
 
 
 class CommandError(Exception):
@@ -184,20 +201,32 @@ def _cmd_deregister(args: argparse.Namespace) -> int:
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
+    """Every instance (of one service, or of all) as an aligned table, or as JSON."""
     if args.service_type is None:
-        services = _request(args, "GET", "/v1/services")["services"]
-        for svc, counts in services.items():
-            print(
-                f"{svc:30} active={counts['active']} busy={counts['busy']} "
-                f"dead={counts['dead']} maintenance={counts['maintenance']}"
-            )
+        names = list(_request(args, "GET", "/v1/services")["services"])
+    else:
+        names = [args.service_type]
+    instances = [
+        inst for svc in names for inst in _request(args, "GET", f"/v1/services/{svc}")["instances"]
+    ]
+    if args.json:
+        _print(instances)
         return 0
-    body = _request(args, "GET", f"/v1/services/{args.service_type}")
-    for inst in body["instances"]:
-        print(
-            f"{inst['instance_id']!s:12} {inst['host']}:{inst['port']:<6} {inst['status']:12} "
-            f"{'busy' if inst['busy'] else 'idle':5} {json.dumps(inst['metadata'])}"
-        )
+    if instances:
+        print(cli_tables.table(cli_tables.LS_HEADERS, cli_tables.ls_rows(instances, time.time())))
+    else:
+        print("no instances" + (f" of {args.service_type}" if args.service_type else ""))
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    """The server's health, counts, index, self-preservation and DNS counters."""
+    health = _request(args, "GET", "/v1/health")
+    services = _request(args, "GET", "/v1/services")["services"]
+    if args.json:
+        _print({"health": health, "services": services})
+    else:
+        print(cli_tables.status_report(health, services))
     return 0
 
 
@@ -333,9 +362,19 @@ def _client_parsers(sub: Any) -> None:
     p.add_argument("service_type")
     p.add_argument("instance_id")
     p.set_defaults(run=_cmd_deregister)
-    p = sub.add_parser("ls", parents=[parent], help="list service types, or one type's instances")
+    p = sub.add_parser(
+        "ls", parents=[parent], help="list instances (all, or one service's) as a table"
+    )
     p.add_argument("service_type", nargs="?")
+    p.add_argument("--json", action="store_true", help="print the instances as JSON")
     p.set_defaults(run=_cmd_ls)
+    p = sub.add_parser(
+        "status",
+        parents=[parent],
+        help="the server's health: store, cluster, counts, index, self-preservation, DNS",
+    )
+    p.add_argument("--json", action="store_true", help="print /v1/health and the counts as JSON")
+    p.set_defaults(run=_cmd_status)
     p = sub.add_parser("discover", parents=[parent], help="pick one live instance")
     p.add_argument("service_type")
     p.add_argument("--requirements", help="JSON object, e.g. '{\"busy\": false}'")
@@ -386,3 +425,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `jarvis-dns ls | head`: the reader had enough
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (flushed at exit, to nowhere)
+        return 0
