@@ -1,5 +1,5 @@
 """Settings: one table (``SETTINGS``) that makes Config's defaults, the `serve` flags, the
-JARVIS_DNS_* environment variables, `serve --print-config` and the README's table.
+JARVIS_DNS_* environment variables, `serve --print-config` and docs/operations.md's table.
 
 A setting comes from its flag, else its environment variable, else its default. Each
 row names the Config field, its default (whose type is the setting's type), what it is
@@ -7,7 +7,7 @@ for, and the flag when it is not ``--<field with - for _>``. The environment var
 the flag's name: ``--upstream-timeout`` is ``JARVIS_DNS_UPSTREAM_TIMEOUT``. A list setting
 is a repeatable flag, comma-separated in the environment. A bool setting is a flag that
 turns it away from its default (``--acl``, ``--no-active-checks``); in the environment
-1/true/yes turns it. tests/test_config.py keeps Config, the flags and README equal to it.
+1/true/yes turns it. tests/test_config.py keeps Config, the flags and the docs equal to it.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("self_preservation_threshold", 0.5, "hold TTL expiry when more than this share of live "
       "instances would expire within one TTL; 0 disables", HEALTH),
     # -- who may do what
-    S("acl", False, "require ACL tokens on the HTTP API (README Security)", SEC),
+    S("acl", False, "require ACL tokens on the HTTP API (docs/security.md)", SEC),
     S("acl_anonymous", "none", "policy of a request without a token: none or read", SEC,
       choices=ANONYMOUS_CHOICES),
     S("acl_bootstrap_token", "", "the management token", SEC,
@@ -289,7 +289,7 @@ def described(config: Config, sources: Mapping[str, str]) -> list[tuple[str, str
 
 
 def markdown_table() -> str:
-    """README's configuration table (a test keeps README equal to it)."""
+    """docs/operations.md's configuration table (a test keeps the two equal)."""
     rows = ["| flag | env | default | what |", "| --- | --- | --- | --- |"]
     for s in SETTINGS:
         flag = f"`{s.option}`" + (" (repeatable)" if s.kind is list else "")

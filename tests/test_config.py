@@ -1,5 +1,5 @@
 """One settings table (config.SETTINGS) makes Config's defaults, the `serve` flags, the
-JARVIS_DNS_* variables, `--print-config` and README's table: these tests fail when any
+JARVIS_DNS_* variables, `--print-config` and docs/operations.md's table: these tests fail when any
 of them disagrees with it."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from jarvis_dns.cli import build_parser, config_from_args, main
 from jarvis_dns.config import SETTINGS, Config, Setting, check_fields, markdown_table
 from jarvis_dns.errors import ConfigError
 
-README = Path(__file__).parent.parent / "README.md"
+DOCS = Path(__file__).parent.parent / "docs" / "operations.md"
 # A value unlike the default for each kind, as a flag and an environment variable give it.
 SAMPLES: dict[type, tuple[str, object]] = {
     int: ("7", 7),
@@ -115,8 +115,8 @@ def test_print_config_shows_each_effective_value_and_its_source(
     assert lines["--liveness-flush"] == ["1.0", "default"]
 
 
-def test_the_readme_table_is_the_settings_table() -> None:
-    text = README.read_text()
+def test_the_docs_table_is_the_settings_table() -> None:
+    text = DOCS.read_text()
     listed = text.split("<!-- settings:table -->\n")[1].split("\n<!-- /settings:table -->")[0]
     assert listed == markdown_table()
 

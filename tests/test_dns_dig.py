@@ -1,4 +1,4 @@
-"""README.md is true: its dig (and jarvis-dns lookup) examples give exactly the output
+"""docs/dns.md is true: its dig (and jarvis-dns lookup) examples give exactly the output
 shown, and its dnsmasq snippet really routes the zone to jarvis-dns."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dns_helpers import (
 
 from jarvis_dns.dns.lookup import lookup_main
 
-DOC = Path(__file__).resolve().parent.parent / "README.md"
+DOC = Path(__file__).resolve().parent.parent / "docs" / "dns.md"
 DIG = "/usr/bin/dig"
 DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
 DOC_PORT = "9053"

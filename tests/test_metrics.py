@@ -246,10 +246,10 @@ async def test_forwards_over_the_limit_are_counted_apart(tmp_path: Path) -> None
     assert stats["queries_udp"] == MAX_FORWARDS_IN_FLIGHT + 5
 
 
-def test_the_readme_lists_every_metric() -> None:
+def test_the_docs_list_every_metric() -> None:
     from jarvis_dns.metrics.catalogue import markdown_table
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).parent.parent / "docs" / "operations.md").read_text()
     listed = readme.split("<!-- metrics:table -->\n")[1].split("\n<!-- /metrics:table -->")[0]
     assert listed == markdown_table()
 

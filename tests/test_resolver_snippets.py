@@ -1,4 +1,4 @@
-"""README.md's "System resolver setup" snippets for nginx and systemd-resolved really send
+"""docs/dns.md's "System resolver setup" snippets for nginx and systemd-resolved really send
 jarvis.internal to jarvis-dns (the dnsmasq snippet is tested in test_dns_dig.py).
 
 Both programs run on loopback as children of the test and are stopped by their PID. nginx
@@ -45,7 +45,7 @@ from ledger import Ledger
 
 from jarvis_dns.models import InstanceSpec, Status
 
-DOC = Path(__file__).resolve().parent.parent / "README.md"
+DOC = Path(__file__).resolve().parent.parent / "docs" / "dns.md"
 DOC_DNS = "127.0.0.1:9053"
 DEADLINE_S = 20.0
 
@@ -112,14 +112,14 @@ NSS_RESOLVE = ctypes.util.find_library("nss_resolve") or (
 )
 
 
-# -- the README -----------------------------------------------------------------------
+# -- the docs -------------------------------------------------------------------------
 
 
 def _section() -> str:
     text = DOC.read_text()
     start = text.index("## System resolver setup\n")
-    end = text.index("\n## ", start + 1)
-    return text[start:end]
+    end = text.find("\n## ", start + 1)
+    return text[start:] if end < 0 else text[start:end]
 
 
 def _block(lang: str) -> str:

@@ -1,7 +1,7 @@
 """Every metric jarvis-dns exports: its name, kind, help and labels, in one table (pure).
 
 A part asks ``Metrics`` for a metric by name; a name missing here is a bug (KeyError),
-so this table is the whole list, and README, contrib/ and the tests read it.
+so this table is the whole list, and docs/operations.md, contrib/ and the tests read it.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def spec(name: str) -> Spec:
 
 
 def markdown_table() -> str:
-    """The README's table of metrics (a test keeps the README equal to it)."""
+    """docs/operations.md's table of metrics (a test keeps the two equal)."""
     rows = ["| metric | type | labels | what |", "| --- | --- | --- | --- |"]
     for s in CATALOGUE:
         labels = ", ".join(f"`{label}`" for label in s.labels)
