@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -248,6 +248,18 @@ class WrkResult:
     p99_ms: float
     errors: int  # non-2xx answers
     requests: int = 0
+    percentiles: dict[float, float] = field(default_factory=dict)  # percentile -> ms
+
+
+# Appended to every wrk script: the latency at these percentiles, for the pictures.
+PERCENTILES = (50, 75, 90, 95, 99, 99.9)
+_PERCENTILES_LUA = """
+done = function(summary, latency, requests)
+  for _, p in ipairs({PERCENTILES}) do
+    io.write(string.format("PCTL %g %d\\n", p, latency:percentile(p)))
+  end
+end
+""".replace("PERCENTILES", ", ".join(f"{p:g}" for p in PERCENTILES))
 
 
 @dataclass(frozen=True)
@@ -282,7 +294,7 @@ def cpu_use(pid: int) -> CpuUse:
 def wrk(url: str, lua: str, seconds: float, connections: int = 64) -> WrkResult:
     """One wrk run (1 thread, pinned to the load core) with a Lua request script."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(lua)
+        f.write(lua + _PERCENTILES_LUA)
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, int(seconds))}s", "--latency"]
     argv += ["-s", f.name, url]
     out = subprocess.run(pinned(LOAD_CPU, argv), capture_output=True, text=True).stdout
@@ -299,4 +311,5 @@ def wrk(url: str, lua: str, seconds: float, connections: int = 64) -> WrkResult:
         float(p99.group(1)) * scale,
         int(errors.group(1)) if errors else 0,
         int(count.group(1)) if count else 0,
+        {float(p): int(us) / 1000 for p, us in re.findall(r"^PCTL (\S+) (\d+)$", out, re.M)},
     )

@@ -40,6 +40,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO
 
+import _plot
 import dns.message
 import dns.rdatatype
 import httpx
@@ -541,6 +542,8 @@ def main() -> None:
     results = run(seconds, rounds, node_ttl)
     command = "scripts/bench/cluster.py" + (" --quick" if args.quick else "")
     text = report(results, command, seconds, rounds)
+    if not args.quick:
+        text += "\n\n" + _plot.propagation_cdf(results.took)
     print(text)
     if not args.quick:
         write_section("cluster", text)

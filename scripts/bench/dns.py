@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import _plot
 from _common import (
     LOAD_CPU,
     PYTHON,
@@ -364,7 +365,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--instances", type=int, default=100_000)
     parser.add_argument("--quick", action="store_true", help="1 s runs, 2,000 instances")
-    parser.add_argument("--only", choices=["churn"], help="only the churn runs (printed)")
+    parser.add_argument(
+        "--only",
+        choices=["churn", "no-churn"],
+        help="only the churn runs, or only their no-churn cached and uncached figures "
+        "(printed; run from another checkout's folder to measure that checkout's server)",
+    )
     args = parser.parse_args()
     for tool in ("dnsperf", "dnsmasq"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
@@ -373,6 +379,12 @@ def main() -> None:
     if (os.cpu_count() or 1) > 1:  # the churning client shares the load core with dnsperf
         os.sched_setaffinity(0, {int(LOAD_CPU)})
     before = load_average()
+    if args.only == "no-churn":
+        rows, no_cache = churn_runs(seconds, [0])
+        cached = rows[0][1]
+        print(f"cached {cached.qps:,.0f} q/s ({cached.lost} lost); answer cache off "
+              f"{no_cache.qps:,.0f} q/s ({no_cache.lost} lost); load {load_average()}")  # fmt: skip
+        return
     rows, no_cache = churn_runs(seconds, [0, 100, 1000])
     churned = churn_table(rows, no_cache, f"{before} before, {load_average()} after")
     if args.only == "churn":
@@ -396,6 +408,9 @@ def main() -> None:
         "round robin over the fleet, at the asked rate. jarvis-dns answers both on its one "
         f"core.\n\n{churned}"
     )
+    if not args.quick:
+        rates, perfs = [r for r, _, _ in rows], [perf.qps for _, perf, _ in rows]
+        text += "\n\n" + _plot.dns_against_churn(rates, perfs, no_cache.qps)
     print(text)
     if not args.quick:
         write_section("dns", text)

@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import _plot
 import httpx
 from _common import (
     LOAD_CPU,
@@ -199,6 +200,9 @@ def main() -> None:
     results = run(seconds, lag, cpu)
     command = "scripts/bench/http.py" + (" --quick" if args.quick else "")
     text = report(results, lag, cpu, command, seconds)
+    if not args.quick:
+        kinds = ("register", "heartbeat")
+        text += "\n\n" + _plot.latency_percentiles({k: results[k][0].percentiles for k in kinds})
     print(text)
     if not args.quick:
         write_section("http", text)
