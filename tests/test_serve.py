@@ -130,17 +130,31 @@ def test_restart_keeps_everything_and_the_index_grows(
     assert second.terminate() == 0
 
 
-def test_taken_port_is_a_one_line_error(tmp_path: Path, servers: list[Server]) -> None:
-    with socket.socket() as blocker:
+@pytest.mark.parametrize(
+    ("flag", "kind", "what"),
+    [
+        ("--http", socket.SOCK_STREAM, "HTTP"),
+        ("--dns", socket.SOCK_DGRAM, "DNS over UDP"),
+        ("--dns", socket.SOCK_STREAM, "DNS over TCP"),
+    ],
+)
+def test_taken_port_is_a_one_line_error(
+    tmp_path: Path, servers: list[Server], flag: str, kind: socket.SocketKind, what: str
+) -> None:
+    """The port is taken first by a real socket; the error names the face, the address
+    and port, and the OS's reason (uvloop used to lose it: "...: None")."""
+    with socket.socket(socket.AF_INET, kind) as blocker:
         blocker.bind(("127.0.0.1", 0))
-        blocker.listen()
+        if kind == socket.SOCK_STREAM:
+            blocker.listen()
         port = blocker.getsockname()[1]
-        server = Server(tmp_path, "--http", f"127.0.0.1:{port}")
+        server = Server(tmp_path, flag, f"127.0.0.1:{port}")
         servers.append(server)
         code = server.proc.wait(timeout=15)
         out = server.output()
     assert code == 2
-    assert f"HTTP address 127.0.0.1:{port} is already in use" in out
+    line = f"jarvis-dns: cannot listen for {what} on 127.0.0.1:{port}: Address already in use"
+    assert line in out.splitlines(), out
     assert "Traceback" not in out
 
 
