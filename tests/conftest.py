@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp import web
+from pki import Pki, make_pki
 
 from jarvis_dns.changes import Changes
 from jarvis_dns.config import Config
@@ -48,6 +49,12 @@ def default_sigint() -> None:
     KeyboardInterrupt handler: the child would never see the Ctrl-C the test sends.
     """
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A throwaway CA and its server and client certificates (tests/pki.py)."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture
