@@ -66,7 +66,7 @@ _BIND_ATTEMPTS = 20  # port 0: UDP picks the port; TCP may find it taken and ret
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
-Screen = Callable[["_UdpProtocol", bytes, Any, Admission], None]
+Screen = Callable[["_UdpProtocol", bytes, Any], None]
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -84,7 +84,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.on_datagram = on_datagram
         self.on_screened = on_screened
         self.answer = responder.answer
-        self.sources = sources
+        self.plain = sources.plain  # the same set, kept current by Sources
         self.stats = stats
         self.transport: asyncio.DatagramTransport | None = None
         self._buffered: Callable[[], int] = lambda: 0
@@ -96,9 +96,8 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self._buffered = getattr(transport, "get_write_buffer_size", self._buffered)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        source = self.sources[addr[0]]
-        if source is not PLAIN:  # all a plain client pays for --dns-allow, RRL, recursion
-            self.on_screened(self, data, addr, source)
+        if addr[0] not in self.plain:  # all a plain client pays for the checks of access.py
+            self.on_screened(self, data, addr)
             return
         try:
             reply = self.answer(data, True, later=True)
@@ -303,10 +302,9 @@ class DnsServer:
         elif isinstance(reply, bytes):
             self._send_udp(protocol, reply, addr, source)
 
-    def _on_screened(
-        self, protocol: _UdpProtocol, data: bytes, addr: Any, source: Admission
-    ) -> None:
-        """datagram_received for a client that is not PLAIN."""
+    def _on_screened(self, protocol: _UdpProtocol, data: bytes, addr: Any) -> None:
+        """datagram_received for a client not known to be PLAIN."""
+        source = self.sources[addr[0]]
         try:
             reply = self._screened(data, True, source, later=True)
         except Exception:  # never die of a packet; the backlog's turn may still answer
