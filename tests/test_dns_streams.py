@@ -5,6 +5,8 @@ HTTP certificate of a throwaway CA, its idle timeout, and --dot without a certif
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import ssl
 import struct
 import subprocess
@@ -21,6 +23,7 @@ from pki import Pki, needs_openssl
 from jarvis_dns.security import dot_tls
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+README = Path(__file__).resolve().parents[1] / "README.md"
 AUTH = [f"auth.{ZONE} 5 IN A 10.0.0.11"]
 
 
@@ -108,6 +111,19 @@ async def test_dns_over_tls_serves_the_http_certificate(tmp_path: Path, pki: Pki
         except ssl.SSLCertVerificationError:
             pass
         assert app.dns.stats()["tls_connections"] >= 1
+        printed = await asyncio.to_thread(_readme_snippet, pki, port)
+        assert f"auth.{ZONE} 5 IN A 10.0.0.11" in printed
+
+
+def _readme_snippet(pki: Pki, port: int) -> str:
+    """README's DNS over TLS example, run with the test's CA, port and host name."""
+    section = README.read_text().split("**DNS over TLS** (RFC 7858)")[1]
+    code = section.split("```python", 1)[1].split("```", 1)[0]
+    code = code.replace('"ca.pem"', repr(str(pki.ca))).replace("port=853", f"port={port}")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(code.replace('"registry"', '"localhost"'), {})
+    return out.getvalue()
 
 
 @needs_openssl
