@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -156,6 +158,23 @@ def live_server(tmp_path: Path) -> Iterator[Any]:
     server.wait_ready()
     yield server
     server.kill()
+
+
+def serve_refused(tmp_path: Path, *flags: str) -> list[str]:
+    """`jarvis-dns serve` with settings that must stop it at start (on free loopback
+    ports, memory://; `flags` come last, so they win): what it printed to stderr, after
+    checking it exited with status 2."""
+    http, dns = free_ports(2)
+    args = ["--http", f"127.0.0.1:{http}", "--dns", f"127.0.0.1:{dns}"]
+    args += ["--data-dir", str(tmp_path), "--store", "memory://", *flags]
+    done = subprocess.run(
+        [sys.executable, "-m", "jarvis_dns", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2, done.stderr
+    return done.stderr.strip().splitlines()
 
 
 def app_config(tmp_path: Path, **settings: object) -> Config:

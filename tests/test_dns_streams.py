@@ -9,14 +9,12 @@ import contextlib
 import io
 import ssl
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import dns.asyncquery
 import dns.message
 import httpx
-from conftest import app_config, eventually, free_ports, running_app
+from conftest import app_config, eventually, running_app, serve_refused
 from dns_helpers import ZONE, ask, config, example_registry, running
 from pki import Pki, needs_openssl
 
@@ -145,16 +143,6 @@ async def test_dns_over_tls_has_the_caps_and_idle_timeout_of_tcp(pki: Pki) -> No
 
 
 def test_dot_without_a_certificate_is_a_one_line_error(tmp_path: Path) -> None:
-    http, dns_port = free_ports(2)
-    args = ["--http", f"127.0.0.1:{http}", "--dns", f"127.0.0.1:{dns_port}", "--dot", "127.0.0.1:0"]
-    args += ["--data-dir", str(tmp_path), "--store", "memory://"]
-    done = subprocess.run(
-        [sys.executable, "-m", "jarvis_dns", "serve", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
+    assert serve_refused(tmp_path, "--dot", "127.0.0.1:0") == [
         "jarvis-dns: --dot needs --tls-cert and --tls-key: the certificate it serves"
-    ], done.stderr
+    ]

@@ -66,23 +66,20 @@ _BIND_ATTEMPTS = 20  # port 0: UDP picks the port; TCP may find it taken and ret
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
-Screen = Callable[["_UdpProtocol", bytes, Any], None]
-
-
 class _UdpProtocol(asyncio.DatagramProtocol):
-    """Answers standard queries of plain clients right here; hands the rest to
-    ``on_datagram`` (the backlog) or ``on_screened`` (clients with checks to pass)."""
+    """Answers standard queries right here (``screen`` those of clients that are not
+    plain); hands the rest to ``on_datagram``."""
 
     def __init__(
         self,
         on_datagram: Callable[[_UdpProtocol, bytes, Any], None],
-        on_screened: Screen,
+        screen: Callable[[bytes, Any], bytes | Later | None],
         responder: Responder,
         sources: Sources,
         stats: Stats,
     ) -> None:
         self.on_datagram = on_datagram
-        self.on_screened = on_screened
+        self.screen = screen
         self.answer = responder.answer
         self.plain = sources.plain  # the same set, kept current by Sources
         self.stats = stats
@@ -96,11 +93,11 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self._buffered = getattr(transport, "get_write_buffer_size", self._buffered)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        if addr[0] not in self.plain:  # all a plain client pays for the checks of access.py
-            self.on_screened(self, data, addr)
-            return
         try:
-            reply = self.answer(data, True, later=True)
+            if addr[0] in self.plain:  # all a plain client pays for the checks of access.py
+                reply = self.answer(data, True, later=True)
+            else:
+                reply = self.screen(data, addr)
         except Exception:  # never die of a packet; the backlog's turn may still answer
             log.exception("UDP query from %s failed", addr)
             self.stats.bump("errors")
@@ -247,7 +244,7 @@ class DnsServer:
         try:
             transport, _ = await loop.create_datagram_endpoint(
                 lambda: _UdpProtocol(
-                    self._on_datagram, self._on_screened, self.responder, self.sources, self._stats
+                    self._on_datagram, self._screen_udp, self.responder, self.sources, self._stats
                 ),
                 local_addr=(host, port),
             )
@@ -302,30 +299,32 @@ class DnsServer:
         elif isinstance(reply, bytes):
             self._send_udp(protocol, reply, addr, source)
 
-    def _on_screened(self, protocol: _UdpProtocol, data: bytes, addr: Any) -> None:
-        """datagram_received for a client not known to be PLAIN."""
+    def _screen_udp(self, data: bytes, addr: Any) -> bytes | Later | None:
+        """datagram_received's answer for a client not known to be PLAIN."""
         source = self.sources[addr[0]]
-        try:
-            reply = self._screened(data, True, source, later=True)
-        except Exception:  # never die of a packet; the backlog's turn may still answer
-            log.exception("UDP query from %s failed", addr)
-            self._stats.bump("errors")
-            reply = LATER
-        if reply is LATER:
-            self._on_datagram(protocol, data, addr)
-        elif isinstance(reply, bytes):
-            self._send_udp(protocol, reply, addr, source)
+        reply = self._screened(data, True, source, later=True)
+        if isinstance(reply, bytes):
+            return self._limited(reply, source)
+        return LATER if reply is LATER else None
 
-    def _send_udp(self, protocol: _UdpProtocol, wire: bytes, addr: Any, source: Admission) -> None:
-        if source.limited:
-            verdict = self._rrl.verdict(source.prefix, wire)
-            if verdict is not SEND:
-                self._stats.bump("rrl_limited")
-                if verdict is not SLIP:
-                    self._stats.bump("rrl_dropped")
-                    return
-                self._stats.bump("rrl_slipped")
-                wire = truncated(wire)
+    def _limited(self, wire: bytes, source: Admission) -> bytes | None:
+        """The UDP reply as response-rate limiting lets it go: whole, slipped or None."""
+        if not source.limited:
+            return wire
+        verdict = self._rrl.verdict(source.prefix, wire)
+        if verdict is SEND:
+            return wire
+        self._stats.bump("rrl_limited")
+        if verdict is SLIP:
+            self._stats.bump("rrl_slipped")
+            return truncated(wire)
+        self._stats.bump("rrl_dropped")
+        return None
+
+    def _send_udp(self, protocol: _UdpProtocol, reply: bytes, addr: Any, source: Admission) -> None:
+        wire = self._limited(reply, source)
+        if wire is None:
+            return
         transport = protocol.transport
         if transport is None or transport.is_closing():
             return
