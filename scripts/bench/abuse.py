@@ -144,9 +144,14 @@ async def waiting(url: str, pid: int, count: int) -> tuple[float, int]:
 @dataclass
 class Flood:
     sent: int
-    bytes_out: int  # DNS payload the flooder sent
-    bytes_back: int  # DNS payload that came back to it
+    query_size: int
+    answer_size: int  # the largest reply that came back
+    bytes_back: int  # DNS payload that came back to the flooder
     counts: dict[str, int]  # the server's DNS counters after the flood
+
+    @property
+    def bytes_out(self) -> int:
+        return self.sent * self.query_size
 
     @property
     def amplification(self) -> float:
@@ -171,7 +176,8 @@ def flood(url: str, port: int, seconds: float) -> Flood:
     sock.bind(("127.0.0.1", 0))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     sock.setblocking(False)
-    total, sent, back = int(FLOOD_RATE * seconds), 0, 0
+    inbox = _Inbox(sock)
+    total, sent = int(FLOOD_RATE * seconds), 0
     started = time.monotonic()
     while sent < total:
         due = min(total, int((time.monotonic() - started) * FLOOD_RATE))
@@ -181,26 +187,34 @@ def flood(url: str, port: int, seconds: float) -> Flood:
             except BlockingIOError:
                 break
             sent += 1
-        back += _drain(sock)
+        inbox.drain()
         time.sleep(0.001)
     # Until the server has counted every query (bounded), then what is left to read.
     deadline = time.monotonic() + 10.0
     counts = _health(url)
     while counts["queries_udp"] + counts["backlog_dropped"] < sent and time.monotonic() < deadline:
-        back += _drain(sock)
+        inbox.drain()
         time.sleep(0.05)
         counts = _health(url)
-    back += _drain(sock)
+    inbox.drain()
     sock.close()
-    return Flood(sent, sent * len(query), back, counts)
+    return Flood(sent, len(query), inbox.largest, inbox.received, counts)
 
 
-def _drain(sock: socket.socket) -> int:
-    got = 0
-    with contextlib.suppress(BlockingIOError):
-        while True:
-            got += len(sock.recv(65536))
-    return got
+@dataclass
+class _Inbox:
+    """What came back to the flooder's socket."""
+
+    sock: socket.socket
+    received: int = 0
+    largest: int = 0
+
+    def drain(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                size = len(self.sock.recv(65536))
+                self.received += size
+                self.largest = max(self.largest, size)
 
 
 async def tcp_held(port: int, count: int) -> tuple[int, bool]:
@@ -279,12 +293,19 @@ def _dns_table(floods: dict[str, Flood], kept: int, served: bool) -> str:
         row("lost before the server (kernel buffers)", lambda f: f"{f.lost:,}"),
         row("DNS bytes back / bytes sent (amplification)", lambda f: f"{f.amplification:.2f} x"),
     ]  # fmt: skip
+    setup = (
+        "One address (127.0.0.1 with `--rrl-exempt none`, standing for the address a flood "
+        "would forge) asks "
+        f"`_amp._tcp.jarvis.internal SRV` with EDNS: a {off.query_size}-byte query whose answer, "
+        f"{AMP_INSTANCES} instances with their addresses, is {off.answer_size:,} bytes. Counts are "
+        "the server's own (`/v1/health`); bytes are DNS payload as the flooder saw it."
+    )
     tcp = (
         f"{TCP_HELD:,} idle DNS-over-TCP connections from one address: {kept} held "
         f"(`--dns-tcp-max-per-client` 64), the rest closed at once; a TCP query from "
         f"another address meanwhile: {'answered' if served else 'NOT answered'}."
     )
-    return "\n".join(rows) + "\n\n" + tcp
+    return setup + "\n\n" + "\n".join(rows) + "\n\n" + tcp
 
 
 async def run(quick: bool) -> str:
