@@ -180,29 +180,22 @@ def test_file_in_place_of_data_dir_is_a_one_line_error(
     assert "not writable" in out and "Traceback" not in out
 
 
-def test_help_lists_every_setting() -> None:
+def test_help_and_readme_list_every_setting() -> None:
+    from jarvis_dns.cli import _SERVE_SETTINGS
+
     out = subprocess.run(
         [sys.executable, "-m", "jarvis_dns", "serve", "--help"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    for flag in (
-        "--http",
-        "--dns",
-        "--domain",
-        "--store",
-        "--data-dir",
-        "--log-level",
-        "--log-format",
-        "--upstream",
-        "--check-interval",
-        "--no-active-checks",
-        "--deregister-after",
-        "--self-preservation-threshold",
-        "JARVIS_DNS_",
-    ):
-        assert flag in out
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    flags = ["--" + dest.replace("_", "-") for dest in _SERVE_SETTINGS]
+    flags += ["--no-active-checks", "--no-fast-path", "--no-dns-cache", "--acl", "--insecure"]
+    for flag in flags:
+        assert flag in out, flag
+        assert f"`{flag}" in readme, flag
+    assert "JARVIS_DNS_" in out
 
 
 def test_env_fallback(tmp_path: Path, servers: list[Server]) -> None:
