@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import gc
 import logging
 import os
@@ -30,11 +29,12 @@ from jarvis_dns.dns import build as build_dns
 from jarvis_dns.dns.server import DnsServer
 from jarvis_dns.dns.zones import ZoneSet
 from jarvis_dns.errors import ConfigError, JarvisError
+from jarvis_dns.gate import Gate
 from jarvis_dns.health import HealthMonitor
 from jarvis_dns.http.blocking import IndexWaiter
 from jarvis_dns.http.common import Context, Hooks
 from jarvis_dns.http.routes import make_web_app
-from jarvis_dns.http.site import Gate, GuardedSite
+from jarvis_dns.http.site import GuardedSite
 from jarvis_dns.metrics import Metrics
 from jarvis_dns.registry import EventLog, View
 from jarvis_dns.store.base import Store
@@ -92,6 +92,7 @@ def _check_writable(directory: Path) -> None:
 class App:
     def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
         self.config = config
+        dot_tls = security.dot_tls(config)  # before the store: a bad setting opens nothing
         self.metrics = Metrics()  # every part below reports into it (GET /metrics)
         self.store = open_store(config)
         events = EventLog(config.event_log_size)
@@ -100,7 +101,7 @@ class App:
         self.waiter = IndexWaiter(self.changes, config.max_waiting_queries, self.metrics)
         zones = ZoneSet(config.zones_dir, config.zone)
         responder = build_dns(self.discovery, zones, config, metrics=self.metrics)
-        self.dns = DnsServer(responder, self.changes, config)
+        self.dns = DnsServer(responder, self.changes, config, tls=dot_tls)
         self.nodes = open_nodes(config, self.store)
         report_cluster(self.metrics, self.nodes, self.store)
         leases = self.store if isinstance(self.store, EtcdStore) else None
@@ -115,9 +116,10 @@ class App:
         self._token_follower: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.http_port = 0
-        self.http_gate = Gate(
-            config.http_max_connections, config.http_max_connections_per_client, self.metrics
-        )
+        self.http_gate = Gate(config.http_max_connections, config.http_max_connections_per_client)
+        gate = self.http_gate
+        self.metrics.gauge("jarvis_http_connections_open", lambda: gate.open)
+        self.metrics.reading("jarvis_http_connections_refused_total", lambda: [((), gate.refused)])
 
     @property
     def http_url(self) -> str:
@@ -173,10 +175,11 @@ class App:
             raise
         self._flusher = asyncio.create_task(self._flush_loop())
         log.info(
-            "serving zone %s: http %s, dns %s, store %s, %d instances restored at index %d",
+            "serving zone %s: http %s, dns %s%s, store %s, %d instances restored at index %d",
             self.config.zone,
             self.http_url,
             " ".join(f"{h}:{p}" for h, p in self.dns_addresses),
+            "".join(f", dns over tls {h}:{p}" for h, p in self.dns.dot_addresses),
             self.config.store_url(),
             self.view.count(),
             self.view.index,
@@ -210,7 +213,7 @@ class App:
         except OSError as exc:
             await self._runner.cleanup()
             self._runner = None
-            raise _bind_error("HTTP", self.config.http, exc) from None
+            raise ConfigError.listening("HTTP", self.config.http, exc) from None
         self.http_port = int(self._runner.addresses[0][1])
 
     async def _flush_loop(self) -> None:
@@ -267,14 +270,6 @@ def _tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
-
-
-def _bind_error(face: str, address: str, exc: OSError) -> ConfigError:
-    if exc.errno == errno.EADDRINUSE:
-        return ConfigError(f"{face} address {address} is already in use")
-    if exc.errno == errno.EACCES:
-        return ConfigError(f"{face} address {address}: permission denied")
-    return ConfigError(f"{face} address {address}: {exc.strerror or exc}")
 
 
 async def serve(config: Config, ready: Callable[[App], Any] | None = None) -> None:

@@ -32,6 +32,14 @@ ENV_PREFIX = "JARVIS_DNS_"
 # Where active checks never go: link-local (cloud metadata lives there) and the
 # metadata addresses that are not link-local (AWS over IPv6).
 DEFAULT_CHECK_DENY = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128")
+# Identical DNS answers a second to one /24 (IPv4) or /56 (IPv6) before response-rate
+# limiting starts. BIND suggests 5-10 for Internet authoritatives, whose askers are
+# caching resolvers; here the askers are often the services themselves, many in one
+# /24, each asking the same few names once a TTL (5 s): 100 leaves 500 of them alone
+# while a reflected flood gets at most 100 answers a second per target network.
+DEFAULT_RRL_RPS = 100
+# Address lists (--dns-allow, --rrl-exempt, --recursion-allow) take these.
+_LISTS = "CIDRs or addresses, and any, none, localhost, localnets"
 TRUE = ("1", "true", "yes")
 FALSE = ("0", "false", "no", "")
 
@@ -87,7 +95,7 @@ class Setting:
 S = Setting
 # Groups of `serve --help`.
 NET, DNS, HEALTH, STORE = "listening and logging", "DNS", "liveness", "store and cluster"
-SEC, LIMITS = "security", "limits"
+SEC, DNS_SEC, LIMITS = "security", "DNS security", "limits"
 SETTINGS: tuple[Setting, ...] = (
     # -- where it listens and what it serves
     S("http", DEFAULT_HTTP, "HTTP API address host:port", NET),
@@ -146,7 +154,8 @@ SETTINGS: tuple[Setting, ...] = (
       SEC, flag="--acl-refresh"),
     S("insecure", False, "allow an HTTP bind beyond loopback without --acl", SEC),
     S("check_deny", DEFAULT_CHECK_DENY, "networks (CIDR) active checks never reach", SEC),
-    S("tls_cert", "", "PEM certificate chain: serve HTTPS", SEC, shown="none: plain HTTP"),
+    S("tls_cert", "", "PEM certificate chain: serve HTTPS (and DNS over TLS, --dot)", SEC,
+      shown="none: plain HTTP"),
     S("tls_key", "", "PEM private key of --tls-cert", SEC, shown="none"),
     S("tls_client_ca", "", "PEM CA bundle: require client certificates it signed", SEC,
       shown="none"),
@@ -163,6 +172,23 @@ SETTINGS: tuple[Setting, ...] = (
       "503 past it", LIMITS),
     S("max_instances", 1_000_000, "instances in all; 507 past it", LIMITS),
     S("max_instances_per_service", 200_000, "instances per service; 507 past it", LIMITS),
+    # -- who is answered over DNS, how often, over what
+    S("dns_allow", ("any",), f"who gets DNS answers; others get REFUSED ({_LISTS})", DNS_SEC),
+    S("rrl_rps", DEFAULT_RRL_RPS, "response-rate limiting: identical UDP answers a second to "
+      "one /24 or /56 before answers are slipped or dropped; 0: off", DNS_SEC),
+    S("rrl_slip", 2, "send every Nth limited answer empty with TC=1 (the client retries over "
+      "TCP; BIND's default), drop the others; 0: drop all", DNS_SEC),
+    S("rrl_exempt", ("localhost",), f"clients never rate-limited ({_LISTS})", DNS_SEC),
+    S("recursion_allow", ("localhost", "localnets"), "who may have names outside our zones "
+      f"forwarded to --upstream; others get REFUSED ({_LISTS})", DNS_SEC),
+    # A forwarder pipelines many queries over one connection (RFC 7766), so 64 from one
+    # address is plenty; 1024 in all keeps well under a 4096 descriptor limit beside HTTP.
+    S("dns_tcp_max_connections", 1024, "open DNS connections over TCP and TLS in all",
+      DNS_SEC),
+    S("dns_tcp_max_per_client", 64, "open DNS connections over TCP and TLS per client address",
+      DNS_SEC),
+    S("dot", (), "DNS over TLS (RFC 7858) address host:port with --tls-cert/--tls-key", DNS_SEC,
+      shown="off; port 853 when omitted"),
 )  # fmt: skip
 BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -226,6 +252,14 @@ class Config:
     max_waiting_queries: int = _default("max_waiting_queries")
     max_instances: int = _default("max_instances")
     max_instances_per_service: int = _default("max_instances_per_service")
+    dns_allow: list[str] = field(default_factory=_fresh("dns_allow"))
+    rrl_rps: int = _default("rrl_rps")
+    rrl_slip: int = _default("rrl_slip")
+    rrl_exempt: list[str] = field(default_factory=_fresh("rrl_exempt"))
+    recursion_allow: list[str] = field(default_factory=_fresh("recursion_allow"))
+    dns_tcp_max_connections: int = _default("dns_tcp_max_connections")
+    dns_tcp_max_per_client: int = _default("dns_tcp_max_per_client")
+    dot: list[str] = field(default_factory=_fresh("dot"))
 
     @property
     def zone(self) -> str:

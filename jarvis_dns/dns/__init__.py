@@ -12,7 +12,10 @@
     responder.py  one message in, one out: cache, hand encoder, dnslib (no I/O)
     compose.py    ``build``: the responder from the settings
     upstream.py   forwarding outside our zones
-    server.py     UDP and TCP sockets; only bytes move there
+    access.py     who a client is: --dns-allow, --rrl-exempt, --recursion-allow (pure)
+    localnets.py  this host's own networks (the word "localnets")
+    rrl.py        response-rate limiting as BIND does it (pure, clock injected)
+    server.py     UDP, TCP and TLS sockets; only bytes move there
     lookup.py     `jarvis-dns lookup`, a small dig
 
 ``build(discovery, zones, config)`` makes the responder the sockets

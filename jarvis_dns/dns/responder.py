@@ -37,7 +37,15 @@ from jarvis_dns.dns.records import SERIAL_MODULUS, Answer, pick_for_udp, refused
 from jarvis_dns.dns.upstream import Upstream
 from jarvis_dns.dns.zones import ZoneSet
 from jarvis_dns.metrics import Metrics
-from jarvis_dns.metrics.dns import DROPPED_AT, FORWARDED_AT, DnsCounts, outcome
+from jarvis_dns.metrics.dns import (
+    DNS_ALLOW,
+    DROPPED_AT,
+    FORWARDED_AT,
+    RECURSION,
+    REFUSED_AT,
+    DnsCounts,
+    outcome,
+)
 from jarvis_dns.metrics.families import Sample
 from jarvis_dns.models import Event
 
@@ -227,12 +235,14 @@ class Responder:
     # -- the one entry
 
     def answer(
-        self, data: bytes, udp: bool, *, later: bool = False
+        self, data: bytes, udp: bool, *, later: bool = False, recursion: bool = True
     ) -> bytes | Forward | Later | None:
         """What to send back for one message (see the module docstring).
 
         later: return ``LATER`` instead of taking the dnslib path, so that the caller
-        answers cheap queries at once and queues the rest."""
+        answers cheap queries at once and queues the rest. recursion: False for a client
+        outside --recursion-allow, whose names outside our zones are REFUSED, not
+        forwarded (they never reach the caches: forwarded names are declined there)."""
         cache = self.udp_cache if udp else self.tcp_cache
         if cache is not None:
             reply = cache.hit(data)  # counts itself
@@ -240,17 +250,17 @@ class Responder:
                 return reply
         q = classify(data) if self.hand is not None else None
         if q is None:
-            return LATER if later else self.respond(data, udp)
+            return LATER if later else self.respond(data, udp, recursion)
         if cache is not None:
             reply = self._through_cache(cache, q, udp)
             if reply is not None:
                 return reply
-            return LATER if later else self.respond(data, udp)
+            return LATER if later else self.respond(data, udp, recursion)
         assert self.hand is not None
         limit = limit_for(q.edns, q.size, self.max_udp, udp)
         made = self.hand.encode(q, limit, udp, self._hand_turn(q))
         if made is None:
-            return LATER if later else self.respond(data, udp)
+            return LATER if later else self.respond(data, udp, recursion)
         if made.cycle > 1:
             if len(self._hand_turns) >= MAX_CACHED:
                 self._hand_turns.clear()
@@ -291,12 +301,14 @@ class Responder:
 
     # -- the dnslib path
 
-    def respond(self, wire: bytes, udp: bool) -> bytes | Forward | None:
-        reply, at = self._respond_any(wire, udp)
+    def respond(self, wire: bytes, udp: bool, recursion: bool = True) -> bytes | Forward | None:
+        reply, at = self._respond_any(wire, udp, recursion)
         self.counts.taken[udp][at] += 1
         return reply
 
-    def _respond_any(self, wire: bytes, udp: bool) -> tuple[bytes | Forward | None, int]:
+    def _respond_any(
+        self, wire: bytes, udp: bool, recursion: bool
+    ) -> tuple[bytes | Forward | None, int]:
         """The reply and its outcome (metrics.dns)."""
         try:
             msg = DNSRecord.parse(wire)
@@ -305,13 +317,15 @@ class Responder:
         if msg.header.qr:
             return None, DROPPED_AT  # a response: answering could start a loop
         try:
-            return self._respond(msg, wire, udp)
+            return self._respond(msg, wire, udp, recursion)
         except Exception:
             log.exception("DNS query failed: %r", msg.questions[:1])
             self.counts.errors.inc()
             return self._error(msg, RCODE.SERVFAIL), _failed(RCODE.SERVFAIL)
 
-    def _respond(self, msg: DNSRecord, wire: bytes, udp: bool) -> tuple[bytes | Forward, int]:
+    def _respond(
+        self, msg: DNSRecord, wire: bytes, udp: bool, recursion: bool
+    ) -> tuple[bytes | Forward, int]:
         if msg.header.opcode != OPCODE.QUERY:
             echo = len(msg.questions) == 1
             return self._error(msg, RCODE.NOTIMP, echo=echo), _failed(RCODE.NOTIMP)
@@ -326,7 +340,9 @@ class Responder:
         q = msg.questions[0]
         answer = self._lookup(q)
         if answer is _OUTSIDE and self.forwarding:
-            return Forward(msg, wire, limit), FORWARDED_AT
+            if recursion:
+                return Forward(msg, wire, limit), FORWARDED_AT
+            self.counts.refusals.inc(RECURSION)  # and REFUSED, as without upstreams
         answer, turn = self._turned(q, answer, udp)
         reply, truncated = self._pack(msg, answer, edns.present, limit, turn)
         return reply, _outcome(answer, truncated)
@@ -445,6 +461,20 @@ class Responder:
         reply = DNSRecord(self._header(msg, BADVERS & 0xF), questions=msg.questions, ar=[opt])
         wire = bytes(reply.pack())
         return wire
+
+    def refuse(self, data: bytes, udp: bool) -> bytes | None:
+        """REFUSED, to a client --dns-allow does not admit (its question echoed when it
+        is a standard one); None, nothing sent, for garbage and responses."""
+        if len(data) < HEADER or data[2] & proto.QR:
+            self.counts.taken[udp][DROPPED_AT] += 1
+            return None
+        self.counts.taken[udp][REFUSED_AT] += 1
+        self.counts.refusals.inc(DNS_ALLOW)
+        q = classify(data)
+        flags = bytes([proto.QR | data[2] & (proto.OPCODE_MASK | proto.RD), proto.REFUSED])
+        if q is None:
+            return data[:2] + flags + bytes(8)
+        return data[:2] + flags + b"\x00\x01" + bytes(6) + data[HEADER : q.question_end]
 
     # -- forwarded answers
 

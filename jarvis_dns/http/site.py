@@ -17,34 +17,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from jarvis_dns.metrics import Metrics
-
-
-class Gate:
-    """Open connections, in all and per client address."""
-
-    def __init__(self, total: int, per_client: int, metrics: Metrics | None = None) -> None:
-        metrics = metrics or Metrics()
-        self.total, self.per_client = total, per_client
-        self.open = 0
-        self.refused = metrics.counter("jarvis_http_connections_refused_total")
-        self._by_client: dict[str, int] = {}
-        metrics.gauge("jarvis_http_connections_open", lambda: self.open)
-
-    def admit(self, client: str) -> bool:
-        held = self._by_client.get(client, 0)
-        if self.open >= self.total or held >= self.per_client:
-            self.refused.inc()
-            return False
-        self._by_client[client] = held + 1
-        self.open += 1
-        return True
-
-    def release(self, client: str) -> None:
-        self.open -= 1
-        left = self._by_client.pop(client) - 1
-        if left:
-            self._by_client[client] = left
+from jarvis_dns.gate import Gate
 
 
 class _Guarded(asyncio.Protocol):

@@ -83,7 +83,22 @@ CATALOGUE: tuple[Spec, ...] = (
         "answer the socket could not take), forwards (too many upstream queries out)",
         ("reason",),
     ),
-    Spec("jarvis_dns_tcp_connections_total", C, "DNS TCP connections accepted"),
+    Spec("jarvis_dns_tcp_connections_total", C, "DNS TCP connections accepted (TLS too)"),
+    Spec("jarvis_dns_tls_connections_total", C, "DNS over TLS connections accepted (--dot)"),
+    Spec(
+        "jarvis_dns_refusals_total",
+        C,
+        "REFUSED for the client's address: dns_allow (outside --dns-allow), recursion_allow "
+        "(a name to forward, outside --recursion-allow)",
+        ("reason",),
+    ),
+    Spec(
+        "jarvis_dns_rrl_total",
+        C,
+        "UDP answers over --rrl-rps: slipped (sent empty with TC=1) or dropped",
+        ("verdict",),
+    ),
+    Spec("jarvis_dns_rrl_accounts", G, "client networks response-rate limiting counts for"),
     Spec("jarvis_dns_tcp_rejected_total", C, "DNS TCP connections refused over the limit"),
     Spec("jarvis_dns_errors_total", C, "DNS messages that met a bug (each is logged)"),
     Spec("jarvis_dns_tcp_open", G, "DNS TCP connections open"),

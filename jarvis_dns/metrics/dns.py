@@ -46,6 +46,12 @@ OUTCOMES: tuple[Outcome, ...] = (
 _INDEX = {(o.rcode, o.nodata, o.truncated): i for i, o in enumerate(OUTCOMES)}
 FORWARDED_AT = _INDEX[(FORWARDED, False, False)]
 DROPPED_AT = _INDEX[(DROPPED, False, False)]
+REFUSED_AT = _INDEX[("REFUSED", False, False)]
+# Why a client was REFUSED for its address (access.py): not in --dns-allow; a name to
+# forward, not in --recursion-allow.
+DNS_ALLOW, RECURSION = "dns_allow", "recursion_allow"
+# What response-rate limiting did with an answer over --rrl-rps (rrl.py).
+SLIPPED, RRL_DROPPED = "slipped", "dropped"
 
 
 def outcome(rcode: int, answered: bool, truncated: bool) -> int:
@@ -70,6 +76,11 @@ class DnsCounts:
         self.forward_replies.start("answered", "failed", "truncated")
         self.tcp_connections = metrics.counter("jarvis_dns_tcp_connections_total")
         self.tcp_rejected = metrics.counter("jarvis_dns_tcp_rejected_total")
+        self.tls_connections = metrics.counter("jarvis_dns_tls_connections_total")
+        self.refusals = metrics.counter("jarvis_dns_refusals_total")
+        self.refusals.start(DNS_ALLOW, RECURSION)
+        self.rrl = metrics.counter("jarvis_dns_rrl_total")
+        self.rrl.start(SLIPPED, RRL_DROPPED)
         self.errors = metrics.counter("jarvis_dns_errors_total")
         metrics.reading("jarvis_dns_queries_total", self._queries)
         metrics.reading("jarvis_dns_cache_hits_total", self._hits)
@@ -134,7 +145,13 @@ class DnsCounts:
             "backlog_dropped": int(self.dropped.get("backlog")),
             "send_dropped": int(self.dropped.get("send_buffer")),
             "forwards_dropped": int(self.dropped.get("forwards")),
-            "tcp_connections": int(self.tcp_connections.get()),
+            "tcp_connections": int(self.tcp_connections.get()),  # over TLS too
+            "tls_connections": int(self.tls_connections.get()),
             "tcp_rejected": int(self.tcp_rejected.get()),
+            "denied": int(self.refusals.get(DNS_ALLOW)),
+            "recursion_refused": int(self.refusals.get(RECURSION)),
+            "rrl_limited": int(self.rrl.get(SLIPPED) + self.rrl.get(RRL_DROPPED)),
+            "rrl_slipped": int(self.rrl.get(SLIPPED)),
+            "rrl_dropped": int(self.rrl.get(RRL_DROPPED)),
             "errors": int(self.errors.get()),
         }
