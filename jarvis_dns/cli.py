@@ -54,8 +54,20 @@ _SERVE_SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max_waiting_queries": ("max_waiting_queries", int),
     "max_instances": ("max_instances", int),
     "max_instances_per_service": ("max_instances_per_service", int),
+    "tsig_key": ("tsig_keys", str),
+    "update_allow": ("update_allow", str),
+    "transfer_allow": ("transfer_allow", str),
+    "notify": ("notify", str),
 }
-_LIST_FIELDS = {"dns", "upstreams", "check_deny"}
+_LIST_FIELDS = {
+    "dns",
+    "upstreams",
+    "check_deny",
+    "tsig_keys",
+    "update_allow",
+    "transfer_allow",
+    "notify",
+}
 
 
 def _serve_parser(sub: Any) -> None:
@@ -141,6 +153,7 @@ def _serve_parser(sub: Any) -> None:
     )
     add("--no-dns-cache", action="store_true", help="encode every DNS answer anew")
     _security_flags(p, d)
+    _dns_native_flags(p)
     p.set_defaults(run=_run_serve)
 
 
@@ -195,6 +208,39 @@ def _security_flags(p: argparse.ArgumentParser, d: Config) -> None:
         "--max-instances-per-service",
         type=int,
         help=f"instances per service; 507 beyond [{d.max_instances_per_service}]",
+    )
+
+
+def _dns_native_flags(p: argparse.ArgumentParser) -> None:
+    add = p.add_argument
+    add(
+        "--tsig-key",
+        action="append",
+        metavar="NAME:ALGORITHM:BASE64SECRET",
+        help="a TSIG key (RFC 8945) for DNS UPDATE and zone transfers, e.g. "
+        "web-key:hmac-sha256:<base64>; repeatable [none]",
+    )
+    add(
+        "--update-allow",
+        action="append",
+        metavar="KEYNAME:SERVICE_PATTERN",
+        help="DNS UPDATE (RFC 2136) signed with KEYNAME may register and deregister "
+        "instances of services matching the pattern ('web', 'web-*', '*'); repeatable "
+        "[none: every UPDATE is refused]",
+    )
+    add(
+        "--transfer-allow",
+        action="append",
+        metavar="CIDR|key:KEYNAME",
+        help="who may AXFR/IXFR the zones over TCP: a source network, or requests signed "
+        "with that key; repeatable [none: transfers refused]",
+    )
+    add(
+        "--notify",
+        action="append",
+        metavar="HOST:PORT",
+        help="send NOTIFY (RFC 1996) to this secondary after changes, at most one a second, "
+        "retried until acknowledged; repeatable [none]",
     )
 
 

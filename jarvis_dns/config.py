@@ -71,6 +71,12 @@ class Config:
     max_waiting_queries: int = 10_000  # blocking queries held at once (about 13 KiB each)
     max_instances: int = 1_000_000
     max_instances_per_service: int = 200_000
+    # DNS UPDATE, zone transfers, NOTIFY (README "Register with nsupdate"): all off until
+    # a key or an allow-list is given.
+    tsig_keys: list[str] = field(default_factory=list)  # NAME:ALGORITHM:BASE64SECRET
+    update_allow: list[str] = field(default_factory=list)  # KEYNAME:SERVICE_PATTERN
+    transfer_allow: list[str] = field(default_factory=list)  # CIDR, or key:KEYNAME
+    notify: list[str] = field(default_factory=list)  # HOST:PORT of secondaries
 
     @property
     def zone(self) -> str:

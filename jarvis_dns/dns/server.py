@@ -23,8 +23,9 @@ from typing import Any, cast
 from jarvis_dns.config import Config, split_hostport
 from jarvis_dns.discovery import Discovery
 from jarvis_dns.dns.compose import build
+from jarvis_dns.dns.operations import Operations
 from jarvis_dns.dns.proto import frame_size, framed
-from jarvis_dns.dns.responder import LATER, Forward, Responder
+from jarvis_dns.dns.responder import LATER, Forward, Responder, Special
 from jarvis_dns.dns.stats import Stats
 from jarvis_dns.dns.upstream import Upstream
 from jarvis_dns.errors import ConfigError
@@ -108,8 +109,10 @@ class DnsServer:
         *,
         upstream: Upstream | None = None,
         tcp_idle_s: float = TCP_IDLE_S,
+        operations: Operations | None = None,
     ) -> None:
-        """responder: what answers (``dns.build``); events: who tells of registry changes.
+        """responder: what answers (``dns.build``); events: who tells of registry changes;
+        operations: who takes UPDATE, zone transfers and TSIG (None: nobody, as before).
 
         A ``Discovery`` in place of the responder builds one from config (the form
         app.py used before ``dns.build``)."""
@@ -117,6 +120,9 @@ class DnsServer:
             responder = build(responder, None, config, upstream=upstream)
         self.config = config
         self.responder = responder
+        self.operations = operations
+        if operations is not None:
+            responder.hand_over_operations()
         self.tcp_idle_s = tcp_idle_s
         self._events = events
         self._stats = responder.stats
@@ -245,6 +251,8 @@ class DnsServer:
         reply = self.responder.answer(data, True)
         if isinstance(reply, Forward):
             self._spawn_forward(reply, lambda wire: self._send_udp(protocol, wire, addr))
+        elif isinstance(reply, Special):
+            self._spawn_special(reply, addr[0], lambda wire: self._send_udp(protocol, wire, addr))
         elif isinstance(reply, bytes):
             self._send_udp(protocol, reply, addr)
 
@@ -280,6 +288,45 @@ class DnsServer:
             send(self.responder.forwarded(forward, reply))
         except Exception:
             log.exception("forwarding failed")
+            self._stats.bump("errors")
+
+    # -- UPDATE, transfers, TSIG (operations.py)
+
+    def _spawn_special(self, special: Special, source: str, send: Callable[[bytes], None]) -> None:
+        """Over UDP: one reply (an UPDATE waits for its commit), sent when it is ready."""
+        if len(self._forwards) >= MAX_FORWARDS_IN_FLIGHT:
+            self._stats.bump("backlog_dropped")
+            return
+        task = asyncio.get_running_loop().create_task(self._special_udp(special, source, send))
+        self._forwards.add(task)
+        task.add_done_callback(self._forwards.discard)
+
+    async def _special_udp(
+        self, special: Special, source: str, send: Callable[[bytes], None]
+    ) -> None:
+        assert self.operations is not None
+        try:
+            async for wire in self.operations.handle(special.wire, source, udp=True):
+                send(wire)
+                break  # UDP carries one message; AXFR over UDP is refused anyway
+        except Exception:
+            log.exception("DNS operation from %s failed", source)
+            self._stats.bump("errors")
+
+    async def _special_tcp(
+        self, special: Special, source: str, writer: asyncio.StreamWriter
+    ) -> None:
+        """Over TCP: every message (a transfer's many), each written in turn."""
+        assert self.operations is not None
+        try:
+            async for wire in self.operations.handle(special.wire, source, udp=False):
+                writer.write(framed(wire))
+                async with asyncio.timeout(TCP_READ_S):
+                    await writer.drain()
+        except (OSError, TimeoutError):
+            raise
+        except Exception:
+            log.exception("DNS operation from %s failed", source)
             self._stats.bump("errors")
 
     # -- TCP
@@ -325,12 +372,14 @@ class DnsServer:
             reply = self.responder.answer(data, False)
             if isinstance(reply, Forward):
                 await self._pipeline(reply, writer, pending)
+            elif isinstance(reply, Special):
+                await self._special_tcp(reply, _peer_host(writer), writer)
             elif isinstance(reply, bytes):
                 writer.write(framed(reply))
             async with asyncio.timeout(TCP_READ_S):
                 await writer.drain()
 
-    def answer(self, data: bytes, udp: bool) -> bytes | Forward | None:
+    def answer(self, data: bytes, udp: bool) -> bytes | Forward | Special | None:
         """What the sockets answer to one message (for tests: no socket needed)."""
         reply = self.responder.answer(data, udp)
         return None if reply is LATER else reply
@@ -349,6 +398,11 @@ class DnsServer:
         if task is not None:
             pending.add(task)
             task.add_done_callback(pending.discard)
+
+
+def _peer_host(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    return str(peer[0]) if peer else ""
 
 
 def _grow_receive_buffer(sock: Any) -> None:

@@ -19,6 +19,11 @@ COUNTERS = (
     "tcp_connections",
     "tcp_rejected",  # connections refused over the connection limit
     "errors",  # bugs caught per packet; each is logged with its traceback
+    "updates",  # DNS UPDATE messages (RFC 2136) checked
+    "updates_refused",  # ... answered with another rcode than NOERROR
+    "transfers",  # AXFR and IXFR answered
+    "transfers_refused",  # ... refused (--transfer-allow), not our zone, or AXFR over UDP
+    "tsig_errors",  # signed messages answered BADKEY, BADSIG or BADTIME
 )
 
 
