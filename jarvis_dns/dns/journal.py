@@ -55,28 +55,39 @@ class Delta:
 
 
 class _Addresses:
-    """A service's ``<svc>.Z`` addresses: the idle instances', all when none is idle."""
+    """A service's ``<svc>.Z`` addresses: the idle instances', all when none is idle
+    (``discovery.idle_first``: an idle instance registered by host name, which has no
+    address, still keeps the busy ones out)."""
 
-    __slots__ = ("every", "idle", "shown")
+    __slots__ = ("every", "idle", "idle_instances", "instances", "shown")
 
     def __init__(self) -> None:
         self.idle: Counter[Address] = Counter()
         self.every: Counter[Address] = Counter()
+        self.instances = 0  # live ones
+        self.idle_instances = 0
         self.shown: set[Address] = set()
 
-    def change(self, address: Address, busy: bool, step: int) -> tuple[set[Address], set[Address]]:
-        """Count one instance's address in (+1) or out (-1); what left and joined."""
-        idle_before = bool(self.idle)
-        every = _count(self.every, address, step)
-        idle = not busy and _count(self.idle, address, step)
-        if bool(self.idle) != idle_before:  # the answer switches between idle and all
-            now = set(self.idle or self.every)
+    def change(
+        self, address: Address | None, busy: bool, step: int
+    ) -> tuple[set[Address], set[Address]]:
+        """Count one live instance in (+1) or out (-1); the addresses that left and
+        joined the answer."""
+        idle_before = self.idle_instances > 0
+        self.instances += step
+        if not busy:
+            self.idle_instances += step
+        every = address is not None and _count(self.every, address, step)
+        idle = address is not None and not busy and _count(self.idle, address, step)
+        source = self.idle if self.idle_instances > 0 else self.every
+        if (self.idle_instances > 0) != idle_before:  # switched between idle and all
+            now = set(source)
             left, joined = self.shown - now, now - self.shown
             self.shown = now
             return left, joined
-        if not (idle if self.idle else every):
+        if address is None or not (idle if self.idle_instances > 0 else every):
             return set(), set()
-        if address in (self.idle or self.every):
+        if address in source:
             self.shown.add(address)
             return set(), {address}
         self.shown.discard(address)
@@ -139,14 +150,13 @@ class Tracker:
         return delta
 
     def _count(self, inst: Instance, step: int) -> tuple[set[Address], set[Address]]:
-        address = packed_address(inst.host)
-        if not inst.live or address is None:
+        if not inst.live:
             return set(), set()
         addresses = self._addresses.get(inst.service_type)
         if addresses is None:
             addresses = self._addresses[inst.service_type] = _Addresses()
-        left, joined = addresses.change(address, inst.busy, step)
-        if not addresses.every:
+        left, joined = addresses.change(packed_address(inst.host), inst.busy, step)
+        if not addresses.instances:
             del self._addresses[inst.service_type]
         return left, joined
 
