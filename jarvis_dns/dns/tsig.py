@@ -85,7 +85,7 @@ class Keyring:
 
 
 # rcode.to_text would say BADVERS for 16, which TSIG calls BADSIG (RFC 8945 3).
-_ERROR_NAMES = {BADSIG: "BADSIG", BADKEY: "BADKEY", BADTIME: "BADTIME"}
+_ERROR_NAMES: dict[int, str] = {BADSIG: "BADSIG", BADKEY: "BADKEY", BADTIME: "BADTIME"}
 
 
 class TsigFailure(Exception):

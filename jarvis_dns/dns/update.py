@@ -1,8 +1,9 @@
 """DNS UPDATE (RFC 2136) -> registry commands (pure).
 
 An UPDATE to the registry zone names instances the way answers do, and is mapped onto
-the same commands HTTP builds (``Register``, ``Deregister``), checked whole before any
-runs, so a refused update changes nothing:
+the same commands HTTP builds (``Register``, ``SetStatus`` when only busy or status
+moved, ``Deregister``), checked whole before any runs, so a refused update changes
+nothing:
 
 * ``<id>._<svc>._tcp.Z`` SRV: adds or changes instance ``<id>`` of ``<svc>``: the SRV's
   port and weight (1-65535; the priority is the server's: 0 idle, 10 busy), its TTL the
@@ -25,9 +26,10 @@ NXDOMAIN / YXDOMAIN / NXRRSET / YXRRSET for failed prerequisites.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import dns.message
@@ -42,15 +44,15 @@ from jarvis_dns import validate
 from jarvis_dns.dns import names
 from jarvis_dns.dns.names import Kind
 from jarvis_dns.errors import ValidationError
-from jarvis_dns.models import Instance, InstanceId, JSONObject, Key
-from jarvis_dns.registry.commands import Deregister, Register
+from jarvis_dns.models import Instance, InstanceId, InstanceSpec, JSONObject, Key
+from jarvis_dns.registry.commands import Deregister, Register, SetStatus
 
 Rcode = int
 # A name's RRsets as the zone has them: type -> canonical rdata; None: no such name.
 Lookup = Callable[[str], dict[int, set[bytes]] | None]
 Find = Callable[[str, InstanceId], Instance | None]
 Allowed = Callable[[str], bool]  # may the update's key change this service?
-Command = Register | Deregister
+Command = Register | SetStatus | Deregister
 # RFC 2136 3.4.1.3: types that cannot be added or deleted.
 _META = frozenset(
     {dns.rdatatype.AXFR, dns.rdatatype.IXFR, dns.rdatatype.MAILA, dns.rdatatype.MAILB}
@@ -124,8 +126,8 @@ def plan_update(
         if key not in drafts:
             drafts[key] = _Draft.of(svc, iid, find(svc, iid))
         _apply(drafts[key], kind, rrset, zone)
-    reason = f"deregistered by DNS UPDATE (key {who})" if who else "deregistered by DNS UPDATE"
-    return [c for draft in drafts.values() for c in _commands(draft, zone, reason)]
+    by = f"DNS UPDATE (key {who})" if who else "DNS UPDATE"
+    return [c for draft in drafts.values() for c in _commands(draft, zone, by)]
 
 
 # -- the zone section and the prescan (RFC 2136 3.1, 3.4.1)
@@ -329,15 +331,28 @@ def _busy(value: Any) -> bool:
 # -- drafts -> commands
 
 
-def _commands(draft: _Draft, zone: str, reason: str) -> list[Command]:
+def _commands(draft: _Draft, zone: str, by: str) -> list[Command]:
+    base = draft.base
     if not draft.exists:
-        if draft.base is None:
+        if base is None:
             return []  # deleting what is not there changes nothing (RFC 2136 3.4.2.3)
-        return [Deregister(draft.service_type, draft.instance_id, reason)]
+        return [Deregister(draft.service_type, draft.instance_id, f"deregistered by {by}")]
     try:
-        return [Register(validate.register_body(_body(draft, zone), None))]
+        spec = validate.register_body(_body(draft, zone), None)
     except ValidationError as exc:
         raise Refused(dns.rcode.REFUSED, f"{exc.field}: {exc}") from None
+    was = _spec_of(base) if base is not None else None
+    if was is not None and spec != was and replace(spec, busy=was.busy, status=was.status) == was:
+        # Only busy or status moved: the command HTTP's status route sends, so the
+        # events say busy/maintenance (and a busy flip is liveness, not a rewrite).
+        status = spec.status if spec.status is not was.status else None
+        busy = spec.busy if spec.busy != was.busy else None
+        return [SetStatus(spec.service_type, spec.instance_id, status, busy, by)]
+    return [Register(spec)]  # the same again is a heartbeat: it renews the TTL
+
+
+def _spec_of(inst: Instance) -> InstanceSpec:
+    return InstanceSpec(**{f.name: getattr(inst, f.name) for f in dataclasses.fields(InstanceSpec)})
 
 
 def _body(draft: _Draft, zone: str) -> JSONObject:
