@@ -188,12 +188,13 @@ class Operations:
             self.stats.bump("transfers_refused")
             yield self._signed(self._reply(request, rcode), signer)
             return
-        records = self._records(request, origin, udp)
-        if records is None:
+        found = self._records(request, origin, udp)
+        if found is None:
             self.stats.bump("formerr")
             yield self._signed(self._reply(request, dns.rcode.FORMERR), signer)
             return
-        self.stats.bump("transfers")
+        counter, records = found
+        self.stats.bump(counter)
         header = reply_header(request.id, bool(request.flags & dns.flags.RD))
         asked = question.name.to_wire() or b""
         asked += int(question.rdtype).to_bytes(2, "big") + int(question.rdclass).to_bytes(2, "big")
@@ -206,16 +207,19 @@ class Operations:
 
     def _records(
         self, request: dns.message.Message, origin: str, udp: bool
-    ) -> Iterator[Record] | None:
+    ) -> tuple[str, Iterator[Record]] | None:
+        """The counter the transfer bumps and its records; None for an IXFR without
+        the client's SOA."""
         if request.question[0].rdtype == dns.rdatatype.AXFR:
             soa, rest = self.transfers.axfr(origin)
-            return itertools.chain((soa,), rest, (soa,))
+            return "axfr", itertools.chain((soa,), rest, (soa,))
         serial = _ixfr_serial(request)
         if serial is None:
             return None
         if udp:  # RFC 1995 2: over UDP only the SOA; the client asks again over TCP
-            return iter((self.transfers.up_to_date_soa(origin),))
-        return self.transfers.ixfr(origin, serial)
+            return "ixfr", iter((self.transfers.up_to_date_soa(origin),))
+        incremental, records = self.transfers.ixfr(origin, serial)
+        return "ixfr" if incremental else "ixfr_full", records
 
     # -- anything else that came signed
 

@@ -21,7 +21,9 @@ COUNTERS = (
     "errors",  # bugs caught per packet; each is logged with its traceback
     "updates",  # DNS UPDATE messages (RFC 2136) checked
     "updates_refused",  # ... answered with another rcode than NOERROR
-    "transfers",  # AXFR and IXFR answered
+    "axfr",  # AXFR answered
+    "ixfr",  # IXFR answered with what changed (or the SOA alone: up to date)
+    "ixfr_full",  # IXFR answered with the whole zone: the journal did not reach back
     "transfers_refused",  # ... refused (--transfer-allow), not our zone, or AXFR over UDP
     "tsig_errors",  # signed messages answered BADKEY, BADSIG or BADTIME
 )

@@ -81,22 +81,12 @@ class Transfers:
         soa, others = static_listing(self._static()[origin])
         return soa, iter(others)
 
-    def ixfr(self, origin: str, serial: int) -> Iterator[Record]:
+    def ixfr(self, origin: str, serial: int) -> tuple[bool, Iterator[Record]]:
         """The records of an IXFR reply to a client at ``serial``: only the SOA when it
         is up to date, the condensed difference when the journal reaches back to it,
-        else the whole zone (RFC 1995 4)."""
+        else the whole zone (RFC 1995 4); and whether it is not the whole zone."""
         soa, rest, delta = self._ixfr(origin, serial)
-        yield soa
-        if delta is None:
-            if rest is not None:
-                yield from rest
-                yield soa
-            return
-        yield with_serial(soa, serial)
-        yield from delta.removed
-        yield soa
-        yield from delta.added
-        yield soa
+        return rest is None, _ixfr_records(soa, serial, rest, delta)
 
     def _ixfr(
         self, origin: str, serial: int
@@ -122,6 +112,22 @@ class Transfers:
 
     def snapshot(self) -> Snapshot:
         return self.content.snapshot()
+
+
+def _ixfr_records(
+    soa: Record, serial: int, rest: Iterator[Record] | None, delta: Delta | None
+) -> Iterator[Record]:
+    yield soa
+    if delta is None:
+        if rest is not None:
+            yield from rest
+            yield soa
+        return
+    yield with_serial(soa, serial)
+    yield from delta.removed
+    yield soa
+    yield from delta.added
+    yield soa
 
 
 def messages(
