@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import random
 import re
 import shlex
 import shutil
@@ -349,3 +350,36 @@ def test_keys_and_rules_are_checked_at_start() -> None:
     transfer = TransferPolicy(["10.1.0.0/16", "key:k"], ["k"])
     assert transfer.allows("10.1.2.3", None) and transfer.allows("::ffff:10.1.2.3", None)
     assert transfer.allows("192.0.2.1", "k") and not transfer.allows("192.0.2.1", None)
+
+
+async def test_mangled_messages_never_break_the_server(server: Server) -> None:
+    """Cut, flipped and padded UPDATEs, transfers and signed queries: every reply parses,
+    nothing raises, and the server answers afterwards."""
+    rng = random.Random(2136)
+    axfr = dns.message.make_query(ZONE, "AXFR")
+    axfr.use_tsig(KEYRING, "web-key.")
+    signed = dns.message.make_query(f"_web._tcp.{ZONE}", "SRV")
+    signed.use_tsig(KEYRING, "web-key.")
+    seeds = [
+        register_web(update()).to_wire(),
+        register_web(update(key=None)).to_wire(),
+        axfr.to_wire(),
+        signed.to_wire(),
+    ]
+    operations = server.app.dns.operations
+    for _ in range(1500):
+        wire = bytearray(rng.choice(seeds))
+        for _ in range(rng.randrange(1, 4)):
+            at = rng.randrange(max(1, len(wire)))
+            kind = rng.randrange(3)
+            if kind == 0 and wire:
+                wire[at] ^= 1 << rng.randrange(8)
+            elif kind == 1:
+                del wire[at:]
+            else:
+                wire[at:at] = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 5)))
+        udp = rng.random() < 0.5
+        async for reply in operations.handle(bytes(wire), "127.0.0.1", udp):
+            dns.message.from_wire(reply, keyring=False)
+    rc, out = await server.nsupdate(*sessions()[0])
+    assert rc == 0, out

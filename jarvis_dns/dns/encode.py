@@ -147,9 +147,9 @@ class HandEncoder:
         where, nq, labels = name
         if where is _DECLINE:
             return None
-        if q.qtype in _REFUSED_TYPES and self.transfers:
-            return None
         if q.qclass not in (proto.CLASS_IN, proto.CLASS_ANY) or q.qtype in _REFUSED_TYPES:
+            if self.transfers and q.qtype in _REFUSED_TYPES:
+                return None  # operations.py answers transfers
             return self._pack(q, labels, _refused(), limit, turn)
         if where is _OUTSIDE:
             return self._pack(q, labels, _refused(), limit, turn)

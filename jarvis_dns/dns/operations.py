@@ -78,7 +78,7 @@ class Operations:
         """The replies to one message: none (garbage), one, or a transfer's many."""
         try:
             request = dns.message.from_wire(wire, keyring=False)  # TSIG checked next
-        except dns.exception.DNSException:
+        except Exception:  # dnspython raises several kinds on garbage; all mean FORMERR
             formerr = _formerr(wire)
             self.stats.bump("formerr" if formerr else "dropped")
             if formerr:

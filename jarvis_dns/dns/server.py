@@ -251,10 +251,10 @@ class DnsServer:
         reply = self.responder.answer(data, True)
         if isinstance(reply, Forward):
             self._spawn_forward(reply, lambda wire: self._send_udp(protocol, wire, addr))
-        elif isinstance(reply, Special):
-            self._spawn_special(reply, addr[0], lambda wire: self._send_udp(protocol, wire, addr))
         elif isinstance(reply, bytes):
             self._send_udp(protocol, reply, addr)
+        elif isinstance(reply, Special):
+            self._spawn_special(reply, addr[0], lambda wire: self._send_udp(protocol, wire, addr))
 
     def _send_udp(self, protocol: _UdpProtocol, wire: bytes, addr: Any) -> None:
         transport = protocol.transport
@@ -372,10 +372,10 @@ class DnsServer:
             reply = self.responder.answer(data, False)
             if isinstance(reply, Forward):
                 await self._pipeline(reply, writer, pending)
-            elif isinstance(reply, Special):
-                await self._special_tcp(reply, _peer_host(writer), writer)
             elif isinstance(reply, bytes):
                 writer.write(framed(reply))
+            elif isinstance(reply, Special):
+                await self._special_tcp(reply, _peer_host(writer), writer)
             async with asyncio.timeout(TCP_READ_S):
                 await writer.drain()
 

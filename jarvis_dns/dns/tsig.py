@@ -138,8 +138,8 @@ def verify(wire: bytes, request: dns.message.Message, keyring: Keyring) -> Signe
         raise TsigFailure(BADTIME) from None
     except (dns.tsig.BadKey, dns.tsig.BadAlgorithm):
         raise TsigFailure(BADKEY) from None
-    except (dns.tsig.BadSignature, dns.tsig.PeerError):
-        raise TsigFailure(BADSIG) from None
+    except (dns.tsig.BadSignature, dns.tsig.PeerError, dns.exception.DNSException):
+        raise TsigFailure(BADSIG) from None  # anything else wrong with it: not verified
     return Signer(key, request.mac or b"")
 
 
