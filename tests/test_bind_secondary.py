@@ -243,7 +243,8 @@ Request = tuple[str, str, dict[str, Any] | None]
 def _changes(rng: random.Random, count: int) -> list[list[Request]]:
     """``count`` requests that each change something (a model of the fleet says what
     is there), grouped per instance: a lane runs in order, lanes run side by side."""
-    fleet = [(svc, i) for svc in SERVICES for i in range(30)]  # 300 instances
+    # 300 instances, and one service past BIND's default of 100 records an RRset
+    fleet = [(svc, i) for svc in SERVICES for i in range(30)] + [("big", i) for i in range(150)]
     state: dict[tuple[str, int], dict[str, Any]] = {}
     lanes: dict[tuple[str, int], list[Request]] = {key: [] for key in fleet}
     for n in range(count):
