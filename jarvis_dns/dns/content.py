@@ -105,6 +105,7 @@ class ZoneContent:
         self.records = authority.records
         self.discovery = authority.records.discovery
         self.zone = labels_of(authority.zone)
+        self._zone_wire = name_wire(self.zone)
         self._services_owner = labels_of(names.services_name(authority.zone))
 
     @property
@@ -117,13 +118,16 @@ class ZoneContent:
         """An instance's own records; none unless it is live."""
         if not inst.live:
             return []
-        ttl, zone = self.ttl, self.zone
+        ttl, zone, zone_wire = self.ttl, self.zone, self._zone_wire
         svc, iid = inst.service_type.encode(), inst.key.encode()
         service = (b"_" + svc, b"_tcp", *zone)
         resolve = (iid, *service)
         target = (iid, svc, *zone)
-        srv = _SRV_FIXED.pack(srv_priority(inst), srv_weight(inst), inst.port) + name_wire(target)
-        ptr = name_wire(resolve)
+        # Names in rdata by concatenation: a transfer writes 100,000s of them.
+        own = bytes((len(iid),)) + iid
+        ptr = own + bytes((len(svc) + 1,)) + b"_" + svc + b"\x04_tcp" + zone_wire
+        fixed = _SRV_FIXED.pack(srv_priority(inst), srv_weight(inst), inst.port)
+        srv = fixed + own + bytes((len(svc),)) + svc + zone_wire
         txt = txt_rdata(inst)
         found: list[Record] = [
             (service, proto.SRV, ttl, srv),
@@ -135,7 +139,7 @@ class ZoneContent:
         address = packed_address(inst.host)
         if address is not None:
             found.append((target, address[0], ttl, address[1]))
-        for tag in sorted(tags_of(inst)):
+        for tag in sorted(tags_of(inst)) if inst.metadata else ():
             label = tag_label(tag)
             if label is not None:
                 sub = (label, b"_sub", *service)
