@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import random
 import re
 import shlex
 import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ import dns.tsigkeyring
 import dns.update
 import httpx
 import pytest
-from conftest import app_config, running_app
+from conftest import app_config, free_ports, running_app
 
 from jarvis_dns.cli import build_parser, config_from_args
 from jarvis_dns.dns import tsig
@@ -383,3 +386,34 @@ async def test_mangled_messages_never_break_the_server(server: Server) -> None:
             dns.message.from_wire(reply, keyring=False)
     rc, out = await server.nsupdate(*sessions()[0])
     assert rc == 0, out
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "says"),
+    [
+        (["--tsig-key", "web-key:hmac-sha256:not base64!"], {}, "--tsig-key web-key"),
+        (
+            ["--update-allow", "nobody:web"],
+            {"JARVIS_DNS_TSIG_KEY": f"k:hmac-sha256:{SECRET}"},
+            "nobody",
+        ),
+        (["--transfer-allow", "10.0.0.0/99"], {}, "--transfer-allow"),
+        (["--notify", "ns.example.net:53"], {}, "--notify"),
+    ],
+)
+def test_serve_refuses_bad_keys_and_rules_with_one_line(
+    tmp_path: Path, flags: list[str], env: dict[str, str], says: str
+) -> None:
+    http, port = free_ports(2)
+    args = ["--http", f"127.0.0.1:{http}", "--dns", f"127.0.0.1:{port}"]
+    args += ["--data-dir", str(tmp_path), "--store", "memory://", *flags]
+    done = subprocess.run(
+        [sys.executable, "-m", "jarvis_dns", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **env},
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], done.stderr
