@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
+from jarvis_dns import jsontext
 from jarvis_dns.errors import ValidationError
 from jarvis_dns.models import Instance, JSONObject
 
@@ -216,7 +216,7 @@ COMPILED_CACHE_SIZE = 1024
 
 def canonical(requirements: JSONObject | None) -> str:
     """One text per meaning ({"a":1,"b":2} == {"b":2,"a":1}): the key of query caches."""
-    return json.dumps(requirements, sort_keys=True, separators=(",", ":"))
+    return jsontext.encode(requirements, sort_keys=True)
 
 
 def compile_cached(requirements: JSONObject | None) -> tuple[str, Predicate]:

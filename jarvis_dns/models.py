@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import copy
 import enum
-import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from jarvis_dns import jsontext
 
 JSONObject = dict[str, Any]
 InstanceId = int | str
@@ -139,7 +140,7 @@ class Instance:
     def to_json(self) -> str:
         """to_dict() as compact JSON, encoded once per version of the instance."""
         if self.encoded is None:
-            self.encoded = json.dumps(self.to_dict(), separators=(",", ":"))
+            self.encoded = jsontext.encode(self.to_dict())
         return self.encoded
 
     @property
@@ -212,6 +213,19 @@ class Event:
     old_status: Status | None
     new_status: Status | None
     reason: str
+
+    def numbered(self, index: int) -> Event:
+        """This event at change index `index` (dataclasses.replace, without its cost)."""
+        return Event(
+            index,
+            self.time,
+            self.kind,
+            self.service_type,
+            self.instance_id,
+            self.old_status,
+            self.new_status,
+            self.reason,
+        )
 
     def to_dict(self) -> JSONObject:
         return {

@@ -7,12 +7,13 @@ request can never leave half a change behind.
 from __future__ import annotations
 
 import ipaddress
-import json
 import math
 import re
+import socket
 from collections.abc import Mapping
 from typing import Any
 
+from jarvis_dns import jsontext
 from jarvis_dns.errors import ValidationError
 from jarvis_dns.models import (
     DEFAULT_TTL_S,
@@ -89,6 +90,8 @@ def instance_id(value: Any, field: str = "instance_id") -> InstanceId:
 def host(value: Any, field: str = "host") -> str:
     if not isinstance(value, str) or not value:
         raise ValidationError("must be an IP address or a hostname", field=field)
+    if value != _UNSPECIFIED_V4 and _is_dotted_quad(value):
+        return value  # the common case, already canonical; ipaddress costs 10x more
     try:
         address = ipaddress.ip_address(value.strip("[]"))
     except ValueError:
@@ -97,6 +100,19 @@ def host(value: Any, field: str = "host") -> str:
         raise ValidationError("must be an address others can reach (no 0.0.0.0, ::, or %zone)",
                               field=field)  # fmt: skip
     return str(address)
+
+
+_UNSPECIFIED_V4 = "0.0.0.0"
+
+
+def _is_dotted_quad(value: str) -> bool:
+    """Canonical dotted-decimal IPv4 (no leading zeros, exactly four parts), as
+    ipaddress accepts and prints it."""
+    try:
+        socket.inet_pton(socket.AF_INET, value)
+    except OSError:
+        return False
+    return True
 
 
 def _hostname(value: str, field: str) -> str:
@@ -171,15 +187,29 @@ def _finite_scalars(value: dict[str, Any]) -> bool:
     return True
 
 
+def _all_finite(value: Any) -> bool:
+    """No NaN or infinity anywhere (the parser takes them; JSON cannot carry them)."""
+    level: list[Any] = [value]
+    while level:
+        nested: list[Any] = []
+        for c in level:
+            for v in c.values() if isinstance(c, dict) else c:
+                if type(v) is float and not math.isfinite(v):
+                    return False
+                if isinstance(v, dict | list):
+                    nested.append(v)
+        level = nested
+    return True
+
+
 def json_object(value: Any, field: str, max_bytes: int = MAX_METADATA_BYTES) -> JSONObject:
     if not isinstance(value, dict):
         raise ValidationError("must be a JSON object", field=field)
     if _deeper_than(value, MAX_METADATA_DEPTH - 1):
         raise ValidationError(f"nests deeper than {MAX_METADATA_DEPTH} levels", field=field)
-    try:
-        size = len(json.dumps(value, separators=(",", ":"), allow_nan=False).encode())
-    except ValueError:
-        raise ValidationError("holds a number JSON cannot carry", field=field) from None
+    if not _all_finite(value):
+        raise ValidationError("holds a number JSON cannot carry", field=field)
+    size = len(jsontext.encode(value).encode())
     if size > max_bytes:
         raise ValidationError(f"is {size} bytes encoded; the limit is {max_bytes}", field=field)
     return value

@@ -36,7 +36,7 @@ from jarvis_dns.dns.records import (
     txt_strings,
 )
 from jarvis_dns.dns.serial import SERIAL_MODULUS
-from jarvis_dns.models import Instance
+from jarvis_dns.models import Instance, JSONObject
 
 # What a cached answer depends on, besides one service (named by its type).
 STATIC = ""  # nothing of the registry: zone files, refusals, names no row matches
@@ -134,6 +134,10 @@ class HandEncoder:
         self._ns = (names.NS_LABEL.encode(), *self.zone_labels)
         self._hostmaster = (b"hostmaster", *self.zone_labels)
         self._memo: dict[tuple[str, object, bool, int, int, str], tuple[Rec, Rec | None]] = {}
+        # An instance's TXT record by (metadata object, busy, status): metadata is never
+        # changed in place (a registration brings a new dict), and the entry holds the
+        # dict, so its id cannot be reused while the entry lives.
+        self._txt_memo: dict[tuple[int, bool, str], tuple[JSONObject, Rec]] = {}
         self._names: dict[bytes, _Name] = {}
         self._owned_addresses: dict[str, Rec | None] = {}
 
@@ -337,7 +341,16 @@ class HandEncoder:
         ]
 
     def _txt(self, inst: Instance) -> Rec:
-        return self._own(proto.TXT, b"".join(bytes([len(s)]) + s for s in txt_strings(inst)))
+        memo = self._txt_memo
+        key = (id(inst.metadata), inst.busy, inst.status.value)
+        kept = memo.get(key)
+        if kept is not None and kept[0] is inst.metadata:
+            return kept[1]
+        rec = self._own(proto.TXT, b"".join(bytes([len(s)]) + s for s in txt_strings(inst)))
+        if len(memo) >= MAX_MEMO:
+            memo.clear()
+        memo[key] = (inst.metadata, rec)
+        return rec
 
     def _addresses(self, owner: Labels | None, hosts: list[str], qtype: int) -> list[Rec]:
         """The A or AAAA records of these hosts (owner None: the question's name)."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from jarvis_dns import matching, validate
+from jarvis_dns import jsontext, matching, validate
 from jarvis_dns.errors import NotFound, Unprocessable, ValidationError, ZoneError
 from jarvis_dns.http import limits
 from jarvis_dns.http.blocking import ALL, parse_index, parse_wait
@@ -94,7 +94,7 @@ def _filters(request: web.Request) -> matching.Predicate:
     requirements: JSONObject = {}
     if "requirements" in query:
         try:
-            requirements = json.loads(query["requirements"])
+            requirements = jsontext.decode(query["requirements"])
         except (ValueError, RecursionError):
             raise ValidationError("must be JSON", field="requirements") from None
         requirements = validate.require_object(requirements, "requirements")

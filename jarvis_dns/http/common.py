@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -11,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from jarvis_dns import acl
+from jarvis_dns import acl, jsontext
 from jarvis_dns.acl import Acl, Policy
 from jarvis_dns.changes import Changes
 from jarvis_dns.config import Config
@@ -139,12 +138,12 @@ def shown(inst: Instance, policy: Policy) -> str:
     if policy.management or inst.check is None or policy.can_write(inst.service_type):
         return inst.to_json()
     body = {**inst.to_dict(), "check_output": "", "metrics": {}}
-    return json.dumps(body, separators=(",", ":"))
+    return jsontext.encode(body)
 
 
 def json_response(body: Any, status: int = 200, index: int | None = None) -> web.Response:
     headers = {"X-Jarvis-Index": str(index)} if index is not None else None
-    text = json.dumps(body, separators=(",", ":"))
+    text = jsontext.encode(body)
     return web.Response(text=text, status=status, content_type="application/json", headers=headers)
 
 
@@ -191,7 +190,7 @@ def parse_json(request: web.Request, raw: bytes, optional: bool = False) -> Any:
         raise ValidationError("a JSON body is required", field="body")
     _check_content_type(request)
     try:
-        return json.loads(raw)
+        return jsontext.decode(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValidationError(f"malformed JSON: {exc}", field="body") from None
     except RecursionError:

@@ -7,8 +7,6 @@ same view and tells the same events.
 
 from __future__ import annotations
 
-import dataclasses
-
 from jarvis_dns.models import Batch, Event, Instance
 from jarvis_dns.registry.plan import Touch
 from jarvis_dns.registry.view import View
@@ -24,7 +22,7 @@ def stamp(batch: Batch, index: int) -> None:
         inst.modify_index = index
         if not inst.create_index:
             inst.create_index = index
-    batch.events = [dataclasses.replace(e, index=index) for e in batch.events]
+    batch.events = [e.numbered(index) for e in batch.events]
 
 
 def apply(view: View, index: int, batch: Batch) -> list[Event]:

@@ -46,7 +46,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-import json
 import logging
 import math
 import secrets
@@ -57,6 +56,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+from jarvis_dns import jsontext
 from jarvis_dns.errors import ConfigError, StaleRead, StoreError
 from jarvis_dns.models import (
     Batch,
@@ -121,7 +121,7 @@ class _Live:
 
     @classmethod
     def decode(cls, kv: KeyValue) -> _Live:
-        value = json.loads(kv.value)
+        value = jsontext.decode(kv.value)
         return cls(
             lease=kv.lease,
             ttl=int(value.get("ttl", 0)),
@@ -244,7 +244,7 @@ class EtcdStore:
             elif kind == "services":
                 services[rest] = kv.mod_revision
             elif kind == "events":
-                event = Event.from_dict(json.loads(kv.value))
+                event = Event.from_dict(jsontext.decode(kv.value))
                 event = _reindexed(event, kv.mod_revision)
                 events.append((kv.mod_revision, _seq(rest), rest, event))
         events.sort(key=lambda e: (e[0], e[1]))
@@ -354,7 +354,7 @@ class EtcdStore:
             "ttl": ttl,
             "node": self.node,
         }
-        return json.dumps(value, separators=(",", ":"))
+        return jsontext.encode(value)
 
     def _take_trim(self, adding: int) -> list[str]:
         """The oldest event keys to delete so the log keeps event_log_size events."""
@@ -524,7 +524,7 @@ class EtcdStore:
                 elif rest not in self._event_rev:
                     self._event_rev[rest] = revision
                     self._event_order.append(rest)
-                    event = Event.from_dict(json.loads(kv.value))
+                    event = Event.from_dict(jsontext.decode(kv.value))
                     events.append((_seq(rest), _reindexed(event, revision)))
             elif kind == "live":
                 if change.deleted:
@@ -576,7 +576,7 @@ class EtcdStore:
             log.debug("expiry of %s/%s not queued: nobody reads expirations()", *key)
 
     def _instance(self, kv: KeyValue) -> Instance:
-        inst = Instance.from_dict(json.loads(kv.value))
+        inst = Instance.from_dict(jsontext.decode(kv.value))
         inst.create_index = kv.create_revision
         inst.modify_index = kv.mod_revision
         return inst
@@ -606,7 +606,7 @@ def _reindexed(event: Event, index: int) -> Event:
 
 
 def _dump_event(event: Event) -> str:
-    return json.dumps(event.to_dict(), separators=(",", ":"))
+    return jsontext.encode(event.to_dict())
 
 
 def _by_revision(events: list[WatchEvent]) -> list[tuple[int, list[WatchEvent]]]:

@@ -32,6 +32,7 @@ from typing import Any
 
 import aiohttp
 
+from jarvis_dns import jsontext
 from jarvis_dns.errors import StoreError
 
 log = logging.getLogger("jarvis_dns.store.etcd")
@@ -208,7 +209,7 @@ class EtcdClient:
         Connection errors, timeouts and 5xx move on to the next endpoint; a 4xx is
         etcd's answer and raises EtcdRefused; no answer from any endpoint within the
         deadline raises EtcdUnavailable."""
-        data = body if isinstance(body, str) else json.dumps(body)
+        data = body if isinstance(body, str) else jsontext.encode(body)
         started = time.monotonic()
         failures: list[str] = []
         for i in self._order():
@@ -228,7 +229,7 @@ class EtcdClient:
                 failures.append(f"{endpoint}: HTTP {status} {_error_text(text)}")
                 continue
             self._good = i
-            lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+            lines = [jsontext.decode_gateway(line) for line in text.splitlines() if line.strip()]
             if status >= 400:
                 body_json = lines[0] if lines else {}
                 raise EtcdRefused(f"etcd refused {path}: {_error_text(text)}", status, body_json)
@@ -300,7 +301,7 @@ class EtcdClient:
         0 for a lease that is gone (expired or revoked)."""
         if not leases:
             return {}
-        body = "".join(json.dumps({"ID": str(lease)}) + "\n" for lease in leases)
+        body = "".join(f'{{"ID":"{lease}"}}\n' for lease in leases)
         alive: dict[int, int] = dict.fromkeys(leases, 0)
         for line in await self.call("/v3/lease/keepalive", body):
             result = line.get("result") or {}
@@ -356,7 +357,7 @@ class EtcdClient:
             raise EtcdUnavailable("no etcd endpoint takes a watch: " + "; ".join(failures))
         try:
             async for line in _lines(response, self.watching):
-                message = json.loads(line)
+                message = jsontext.decode_gateway(line)
                 if "error" in message:
                     raise EtcdUnavailable(f"the watch on {self.watching} failed: {message}")
                 result = message.get("result") or {}
@@ -396,7 +397,7 @@ async def _lines(response: aiohttp.ClientResponse, endpoint: str) -> AsyncIterat
 
 def _error_text(text: str) -> str:
     try:
-        body = json.loads(text.splitlines()[0]) if text.strip() else {}
+        body = jsontext.decode_gateway(text.splitlines()[0]) if text.strip() else {}
     except ValueError:
         return text[:200]
     if isinstance(body, dict):

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jarvis_dns import jsontext
 from jarvis_dns.errors import ConfigError, StoreError
 from jarvis_dns.models import Batch, Event, Instance, LivenessRow, Snapshot
 from jarvis_dns.registry.apply import stamp
@@ -295,7 +296,7 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def _dump_event(event: Event) -> str:
-    return json.dumps(event.to_dict(), separators=(",", ":"))
+    return jsontext.encode(event.to_dict())
 
 
 def _liveness_row(r: LivenessRow) -> tuple[float, str, str, str, str, int]:

@@ -14,6 +14,7 @@ sys.path.append(sys.path.pop(0))
 
 import argparse
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -21,9 +22,11 @@ import httpx
 from _common import (
     LOAD_CPU,
     PYTHON,
+    CpuUse,
     DnsProbe,
     Latency,
     WrkResult,
+    cpu_use,
     free_port,
     header,
     jarvis,
@@ -75,8 +78,23 @@ def lua(template: str, **values: int) -> str:
     return template
 
 
-def run(seconds: float, lag: dict[str, Latency]) -> dict[str, tuple[WrkResult, WrkResult]]:
+Cpu = dict[str, tuple[CpuUse, CpuUse]]
+
+
+def measured(
+    proc: subprocess.Popen[bytes], url: str, script: str, seconds: float
+) -> tuple[WrkResult, CpuUse]:
+    """One wrk run and the CPU the server spent on it."""
+    before = cpu_use(proc.pid)
+    result = wrk(url, script, seconds)
+    return result, cpu_use(proc.pid) - before
+
+
+def run(
+    seconds: float, lag: dict[str, Latency], cpu: Cpu
+) -> dict[str, tuple[WrkResult, WrkResult]]:
     results: dict[str, tuple[WrkResult, WrkResult]] = {}
+
     bare_port = free_port()
     # -P: keep this folder (with its http.py) off sys.path of the reference server.
     bare = start([PYTHON, "-P", str(Path(__file__).parent / "bare_http.py"), str(bare_port)])
@@ -86,19 +104,24 @@ def run(seconds: float, lag: dict[str, Latency]) -> dict[str, tuple[WrkResult, W
         try:
             wait_http(f"http://127.0.0.1:{bare_port}/v1/health")
             wait_http(f"http://127.0.0.1:{http}/v1/health")
-            url, ref = f"http://127.0.0.1:{http}", f"http://127.0.0.1:{bare_port}"
+            url, ref_url = f"http://127.0.0.1:{http}", f"http://127.0.0.1:{bare_port}"
+
+            def both(name: str, script: str) -> None:
+                ours, ours_cpu = measured(server, url, script, seconds)
+                ref, ref_cpu = measured(bare, ref_url, script, seconds)
+                results[name], cpu[name] = (ours, ref), (ours_cpu, ref_cpu)
+
             script = lua(REGISTER_LUA, types=TYPES)
             with DnsProbe(dns) as probe:  # the event loop's lag while registrations flood
-                ours = wrk(url, script, seconds)
-            results["register"] = (ours, wrk(ref, script, seconds))
+                ours, ours_cpu = measured(server, url, script, seconds)
+            ref, ref_cpu = measured(bare, ref_url, script, seconds)
+            results["register"], cpu["register"] = (ours, ref), (ours_cpu, ref_cpu)
             lag["register"] = probe.result()
             n = httpx.get(url + "/v1/health").json()["instances"]
             # ids 1..n-100: the last registrations wrk had in flight when it stopped may
             # never have been sent, and a heartbeat for them would be a fair 404.
-            script = lua(HEARTBEAT_LUA, n=max(1, n - 100), types=TYPES)
-            results["heartbeat"] = (wrk(url, script, seconds), wrk(ref, script, seconds))
-            script = lua(DISCOVER_LUA, types=TYPES)
-            results["discover"] = (wrk(url, script, seconds), wrk(ref, script, seconds))
+            both("heartbeat", lua(HEARTBEAT_LUA, n=max(1, n - 100), types=TYPES))
+            both("discover", lua(DISCOVER_LUA, types=TYPES))
             results["_instances"] = (WrkResult(n, 0, 0), WrkResult(0, 0, 0))
         finally:
             stop(server)
@@ -106,9 +129,16 @@ def run(seconds: float, lag: dict[str, Latency]) -> dict[str, tuple[WrkResult, W
     return results
 
 
+def per_request(use: CpuUse, result: WrkResult) -> tuple[float, float]:
+    """Microseconds of CPU per request: the event loop's, the other threads'."""
+    n = max(1, result.requests)
+    return use.main / n * 1e6, use.others / n * 1e6
+
+
 def report(
     results: dict[str, tuple[WrkResult, WrkResult]],
     lag: dict[str, Latency],
+    cpu: Cpu,
     command: str,
     seconds: float,
 ) -> str:
@@ -129,6 +159,23 @@ def report(
             f"| {name} | {ours.rps:,.0f} | {ours.p99_ms:.1f} ms | {ref.rps:,.0f} | "
             f"{ref.p99_ms:.1f} ms | {ours.rps / ref.rps:.2f} | {ours.errors} |"
         )
+    lines += [
+        "",
+        "CPU per request (user + system from /proc, so the steadier figure when other load "
+        "shares the machine): the server's event-loop thread and its other threads (the "
+        "SQLite writer), against the bare handler.",
+        "",
+        "| operation | jarvis-dns µs/request | event loop | other threads | bare µs/request "
+        "| ratio |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, (ours_cpu, ref_cpu) in cpu.items():
+        main, others = per_request(ours_cpu, results[name][0])
+        ref = sum(per_request(ref_cpu, results[name][1]))
+        lines.append(
+            f"| {name} | {main + others:,.0f} | {main:,.0f} | {others:,.0f} | {ref:,.0f} | "
+            f"{ref / (main + others):.2f} |"
+        )
     for name, probe in lag.items():
         lines += [
             "",
@@ -148,9 +195,10 @@ def main() -> None:
         sys.exit("wrk is missing: apt-get install wrk")
     seconds = 1.0 if args.quick else args.seconds
     lag: dict[str, Latency] = {}
-    results = run(seconds, lag)
+    cpu: Cpu = {}
+    results = run(seconds, lag, cpu)
     command = "scripts/bench/http.py" + (" --quick" if args.quick else "")
-    text = report(results, lag, command, seconds)
+    text = report(results, lag, cpu, command, seconds)
     print(text)
     if not args.quick:
         write_section("http", text)
