@@ -12,6 +12,7 @@ from typing import Any
 import dns.asyncquery
 import dns.message
 import dns.name
+import dns.opcode
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
@@ -252,3 +253,16 @@ async def test_a_signed_query_gets_a_signed_answer(server: Server) -> None:
 
 def _soa_rrset(serial: int, zone: str = ZONE) -> Any:
     return dns.rrset.from_text(zone, 0, "IN", "SOA", f"ns. host. {serial} 1 1 1 1")
+
+
+async def test_a_source_in_the_allowed_network_transfers_without_a_key(tmp_path: Path) -> None:
+    config = app_config(tmp_path, transfer_allow=["127.0.0.0/8"])
+    async with running_app(config) as app:
+        server = Server(app)
+        await server.register("auth", 1, "10.0.0.1")
+        zone = fresh()
+        await server.transfer(zone, keyring=None, serial=None)
+        assert f"_auth._tcp.{ZONE} 5 SRV 0 100 8001 1.auth.{ZONE}" in records(zone)
+        update = dns.message.make_query(ZONE, "SOA")
+        update.set_opcode(dns.opcode.UPDATE)  # an allowed network may read, never write
+        assert (await server.ask(update, tcp=False)).rcode() == dns.rcode.REFUSED

@@ -18,7 +18,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from jarvis_dns.dns.content import Address, Record, ZoneContent
+from jarvis_dns.dns.content import Address, Fallback, Record, ZoneContent
 from jarvis_dns.dns.encode import packed_address
 from jarvis_dns.dns.serial import serial_of
 from jarvis_dns.models import Event, Instance, Key
@@ -111,6 +111,7 @@ class Tracker:
         self._seen: dict[Key, Instance] = {}
         self._addresses: dict[str, _Addresses] = {}
         self._live: set[str] = set()
+        self._fallback_list: list[Fallback] = []
         self._shown: dict[tuple[bytes, ...], bool] = {}
         self.reset()
 
@@ -124,7 +125,8 @@ class Tracker:
                 self._seen[(svc, inst.key)] = inst
                 self._count(inst, 1)
         self._live = set(self.content.discovery.live_services())
-        self._shown = {f.owner: self.content.shown(f) for f in self.content.fallbacks()}
+        self._fallback_list = self.content.fallbacks()  # they change with the zone file only
+        self._shown = {f.owner: self.content.shown(f) for f in self._fallback_list}
 
     def changed(self, events: Sequence[Event]) -> Delta:
         """What the batch that told these events did to the zone."""
@@ -177,9 +179,7 @@ class Tracker:
             delta.add(record) if live else delta.remove(record)
 
     def _fallbacks(self, delta: Delta, touched: set[str]) -> None:
-        if not self._shown:
-            return
-        for fallback in self.content.fallbacks():
+        for fallback in self._fallback_list:
             if fallback.service and fallback.service not in touched:
                 continue  # only its own service can hide or show it
             shown = self.content.shown(fallback)

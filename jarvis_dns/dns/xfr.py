@@ -14,7 +14,7 @@ import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from jarvis_dns.dns import proto
-from jarvis_dns.dns.content import Record, Snapshot, ZoneContent, static_listing
+from jarvis_dns.dns.content import Record, ZoneContent, from_dnslib, static_listing
 from jarvis_dns.dns.journal import Delta, Journal, Tracker
 from jarvis_dns.dns.packer import Packer
 from jarvis_dns.dns.serial import serial_gt, serial_of
@@ -105,13 +105,13 @@ class Transfers:
         return snapshot.soa, None, delta
 
     def up_to_date_soa(self, origin: str) -> Record:
-        """The current SOA: the whole answer to an IXFR over UDP (RFC 1995 2)."""
+        """The zone's current SOA (the whole answer to an IXFR over UDP, RFC 1995 2, and
+        what a NOTIFY carries); KeyError for a zone file that is gone."""
         if origin == self.zone:
             return self.content.soa()
-        return static_listing(self._static()[origin])[0]
-
-    def snapshot(self) -> Snapshot:
-        return self.content.snapshot()
+        soa = self._static()[origin].soa
+        assert soa is not None  # load_file requires one
+        return from_dnslib(soa)
 
 
 def _ixfr_records(
