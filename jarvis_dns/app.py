@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import gc
 import logging
 import os
 import signal
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from jarvis_dns.config import Config, split_hostport
 from jarvis_dns.discovery import Discovery
 from jarvis_dns.dns import build as build_dns
 from jarvis_dns.dns.content import ZoneContent
+from jarvis_dns.dns.localnets import listening_hosts, own_networks
 from jarvis_dns.dns.notifier import Notifier, parse_targets
 from jarvis_dns.dns.operations import Operations
 from jarvis_dns.dns.responder import Responder
@@ -35,11 +36,12 @@ from jarvis_dns.dns.server import DnsServer
 from jarvis_dns.dns.xfr import Transfers
 from jarvis_dns.dns.zones import StaticZone, ZoneSet
 from jarvis_dns.errors import ConfigError, JarvisError
+from jarvis_dns.gate import Gate
 from jarvis_dns.health import HealthMonitor
 from jarvis_dns.http.blocking import IndexWaiter
 from jarvis_dns.http.common import Context, Hooks
 from jarvis_dns.http.routes import make_web_app
-from jarvis_dns.http.site import Gate, GuardedSite
+from jarvis_dns.http.site import GuardedSite
 from jarvis_dns.registry import EventLog, View
 from jarvis_dns.store.base import Store
 from jarvis_dns.store.etcd import EtcdStore
@@ -102,6 +104,7 @@ def open_notifier(transfers: Transfers, config: Config) -> Notifier:
 class App:
     def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
         self.config = config
+        dot_tls = security.dot_tls(config)  # before the store: a bad setting opens nothing
         self.store = open_store(config)
         self.changes = Changes(self.store, clock, events=EventLog(config.event_log_size))
         self.discovery = Discovery(self.changes.view)
@@ -112,10 +115,13 @@ class App:
         operations = None
         if config.tsig_keys or config.transfer_allow or config.notify:
             self.transfers = open_transfers(responder, config)
-            operations = Operations(responder, self.changes, self.transfers, config, clock)
+            localnets = partial(own_networks, listening_hosts(config))
+            operations = Operations(
+                responder, self.changes, self.transfers, config, clock, localnets
+            )
             if config.notify:
                 self.notifier = open_notifier(self.transfers, config)
-        self.dns = DnsServer(responder, self.changes, config, operations=operations)
+        self.dns = DnsServer(responder, self.changes, config, tls=dot_tls, operations=operations)
         self.nodes = open_nodes(config, self.store)
         leases = self.store if isinstance(self.store, EtcdStore) else None
         self.health = HealthMonitor(
@@ -182,10 +188,11 @@ class App:
             raise
         self._flusher = asyncio.create_task(self._flush_loop())
         log.info(
-            "serving zone %s: http %s, dns %s, store %s, %d instances restored at index %d",
+            "serving zone %s: http %s, dns %s%s, store %s, %d instances restored at index %d",
             self.config.zone,
             self.http_url,
             " ".join(f"{h}:{p}" for h, p in self.dns_addresses),
+            "".join(f", dns over tls {h}:{p}" for h, p in self.dns.dot_addresses),
             self.config.store_url(),
             self.view.count(),
             self.view.index,
@@ -232,7 +239,7 @@ class App:
         except OSError as exc:
             await self._runner.cleanup()
             self._runner = None
-            raise _bind_error("HTTP", self.config.http, exc) from None
+            raise ConfigError.listening("HTTP", self.config.http, exc) from None
         self.http_port = int(self._runner.addresses[0][1])
 
     async def _flush_loop(self) -> None:
@@ -304,14 +311,6 @@ def _tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
-
-
-def _bind_error(face: str, address: str, exc: OSError) -> ConfigError:
-    if exc.errno == errno.EADDRINUSE:
-        return ConfigError(f"{face} address {address} is already in use")
-    if exc.errno == errno.EACCES:
-        return ConfigError(f"{face} address {address}: permission denied")
-    return ConfigError(f"{face} address {address}: {exc.strerror or exc}")
 
 
 async def serve(config: Config, ready: Callable[[App], Any] | None = None) -> None:

@@ -54,15 +54,28 @@ _SERVE_SETTINGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max_waiting_queries": ("max_waiting_queries", int),
     "max_instances": ("max_instances", int),
     "max_instances_per_service": ("max_instances_per_service", int),
+    "dns_allow": ("dns_allow", str),
+    "rrl_rps": ("rrl_rps", int),
+    "rrl_slip": ("rrl_slip", int),
+    "rrl_exempt": ("rrl_exempt", str),
+    "recursion_allow": ("recursion_allow", str),
+    "dns_tcp_max_connections": ("dns_tcp_max_connections", int),
+    "dns_tcp_max_per_client": ("dns_tcp_max_per_client", int),
+    "dot": ("dot", str),
     "tsig_key": ("tsig_keys", str),
     "update_allow": ("update_allow", str),
     "transfer_allow": ("transfer_allow", str),
     "notify": ("notify", str),
 }
+# Repeatable flags; their values (and env) may also hold several, comma-separated.
 _LIST_FIELDS = {
     "dns",
     "upstreams",
     "check_deny",
+    "dns_allow",
+    "rrl_exempt",
+    "recursion_allow",
+    "dot",
     "tsig_keys",
     "update_allow",
     "transfer_allow",
@@ -153,6 +166,7 @@ def _serve_parser(sub: Any) -> None:
     )
     add("--no-dns-cache", action="store_true", help="encode every DNS answer anew")
     _security_flags(p, d)
+    _dns_security_flags(p, d)
     _dns_native_flags(p)
     p.set_defaults(run=_run_serve)
 
@@ -175,7 +189,7 @@ def _security_flags(p: argparse.ArgumentParser, d: Config) -> None:
         action="append",
         help=f"CIDR active checks may not reach; repeatable [{','.join(d.check_deny)}]",
     )
-    add("--tls-cert", help="PEM certificate chain: serve HTTPS")
+    add("--tls-cert", help="PEM certificate chain: serve HTTPS (and DNS over TLS, --dot)")
     add("--tls-key", help="PEM private key of --tls-cert")
     add("--tls-client-ca", help="PEM CA bundle: require client certificates it signed")
     add(
@@ -211,6 +225,56 @@ def _security_flags(p: argparse.ArgumentParser, d: Config) -> None:
     )
 
 
+def _dns_security_flags(p: argparse.ArgumentParser, d: Config) -> None:
+    add = p.add_argument
+    lists = "CIDRs or addresses, and any, none, localhost, localnets; comma-separated or repeated"
+    add(
+        "--dns-allow",
+        action="append",
+        help=f"who gets DNS answers; others get REFUSED ({lists}) [{','.join(d.dns_allow)}]",
+    )
+    add(
+        "--rrl-rps",
+        type=int,
+        help="response-rate limiting: identical UDP answers a second to one /24 or /56 "
+        f"before answers are slipped or dropped; 0: off [{d.rrl_rps}]",
+    )
+    add(
+        "--rrl-slip",
+        type=int,
+        help="send every Nth limited answer empty with TC=1 (the client retries over TCP), "
+        f"drop the others; 0: drop all [{d.rrl_slip}]",
+    )
+    add(
+        "--rrl-exempt",
+        action="append",
+        help=f"clients never rate-limited ({lists}) [{','.join(d.rrl_exempt)}]",
+    )
+    add(
+        "--recursion-allow",
+        action="append",
+        help="who may have names outside our zones forwarded to --upstream; others get "
+        f"REFUSED ({lists}) [{','.join(d.recursion_allow)}]",
+    )
+    add(
+        "--dns-tcp-max-connections",
+        type=int,
+        help=f"open DNS connections over TCP and TLS in all [{d.dns_tcp_max_connections}]",
+    )
+    add(
+        "--dns-tcp-max-per-client",
+        type=int,
+        help="open DNS connections over TCP and TLS per client address "
+        f"[{d.dns_tcp_max_per_client}]",
+    )
+    add(
+        "--dot",
+        action="append",
+        help="DNS over TLS (RFC 7858) address host:port with --tls-cert/--tls-key; "
+        "repeatable [off; port 853 when omitted]",
+    )
+
+
 def _dns_native_flags(p: argparse.ArgumentParser) -> None:
     add = p.add_argument
     add(
@@ -218,7 +282,8 @@ def _dns_native_flags(p: argparse.ArgumentParser) -> None:
         action="append",
         metavar="NAME:ALGORITHM:BASE64SECRET",
         help="a TSIG key (RFC 8945) for DNS UPDATE and zone transfers, e.g. "
-        "web-key:hmac-sha256:<base64>; repeatable [none]",
+        "web-key:hmac-sha256:<base64> (JARVIS_DNS_TSIG_KEY keeps it out of ps); "
+        "repeatable [none]",
     )
     add(
         "--update-allow",
@@ -231,9 +296,10 @@ def _dns_native_flags(p: argparse.ArgumentParser) -> None:
     add(
         "--transfer-allow",
         action="append",
-        metavar="CIDR|key:KEYNAME",
-        help="who may AXFR/IXFR the zones over TCP: a source network, or requests signed "
-        "with that key; repeatable [none: transfers refused]",
+        metavar="ADDRESSES|key:KEYNAME",
+        help="who may AXFR/IXFR the zones over TCP: sources (CIDRs or addresses, and "
+        "any, none, localhost, localnets), or requests signed with that key; "
+        "comma-separated or repeated [none: transfers refused]",
     )
     add(
         "--notify",
@@ -249,6 +315,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     for dest, (name, parse) in _SERVE_SETTINGS.items():
         value = getattr(args, dest, None)
         raw = env(dest)
+        if value is not None and name in _LIST_FIELDS:
+            value = [v.strip() for item in value for v in item.split(",") if v.strip()]
         if value is None and raw is not None:
             try:
                 value = (

@@ -18,6 +18,12 @@ ENV_PREFIX = "JARVIS_DNS_"
 # Where active checks never go: link-local (cloud metadata lives there) and the
 # metadata addresses that are not link-local (AWS over IPv6).
 DEFAULT_CHECK_DENY = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128")
+# Identical DNS answers a second to one /24 (IPv4) or /56 (IPv6) before response-rate
+# limiting starts. BIND suggests 5-10 for Internet authoritatives, whose askers are
+# caching resolvers; here the askers are often the services themselves, many in one
+# /24, each asking the same few names once a TTL (5 s): 100 leaves 500 of them alone
+# while a reflected flood gets at most 100 answers a second per target network.
+DEFAULT_RRL_RPS = 100
 
 
 @dataclass(slots=True)
@@ -71,11 +77,24 @@ class Config:
     max_waiting_queries: int = 10_000  # blocking queries held at once (about 13 KiB each)
     max_instances: int = 1_000_000
     max_instances_per_service: int = 200_000
+    # DNS (README "Security"): who is answered, rate limits, recursion, TCP caps, TLS.
+    # Address lists take CIDRs, addresses and any, none, localhost, localnets.
+    dns_allow: list[str] = field(default_factory=lambda: ["any"])
+    rrl_rps: int = DEFAULT_RRL_RPS  # 0: off
+    rrl_slip: int = 2  # every 2nd limited answer goes out empty with TC=1 (BIND's default)
+    rrl_exempt: list[str] = field(default_factory=lambda: ["localhost"])
+    recursion_allow: list[str] = field(default_factory=lambda: ["localhost", "localnets"])
+    # DNS over TCP and TLS together. A forwarder pipelines many queries over one
+    # connection (RFC 7766), so 64 from one address is plenty; 1024 in all keeps well
+    # under a 4096 descriptor limit beside HTTP's.
+    dns_tcp_max_connections: int = 1024
+    dns_tcp_max_per_client: int = 64
+    dot: list[str] = field(default_factory=list)  # DNS over TLS addresses (RFC 7858)
     # DNS UPDATE, zone transfers, NOTIFY (README "Register with nsupdate"): all off until
     # a key or an allow-list is given.
     tsig_keys: list[str] = field(default_factory=list)  # NAME:ALGORITHM:BASE64SECRET
     update_allow: list[str] = field(default_factory=list)  # KEYNAME:SERVICE_PATTERN
-    transfer_allow: list[str] = field(default_factory=list)  # CIDR, or key:KEYNAME
+    transfer_allow: list[str] = field(default_factory=list)  # address list, key:KEYNAME
     notify: list[str] = field(default_factory=list)  # HOST:PORT of secondaries
 
     @property

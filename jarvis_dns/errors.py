@@ -27,6 +27,8 @@ RegistryError                 client side: the registry could not be used
 
 from __future__ import annotations
 
+import os
+
 
 class JarvisError(Exception):
     """Base of every jarvis-dns error."""
@@ -124,6 +126,17 @@ class StaleRead(StoreError):
 
 class ConfigError(JarvisError):
     """A setting cannot be used; the message is one line for the operator."""
+
+    @classmethod
+    def listening(cls, what: str, address: str, exc: OSError) -> ConfigError:
+        """A socket that could not listen: what, the address and port, and the OS's
+        reason (uvloop keeps the errno only in the exception's cause)."""
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, OSError) and cause.errno:
+                return cls(f"cannot listen for {what} on {address}: {os.strerror(cause.errno)}")
+            cause = cause.__cause__
+        return cls(f"cannot listen for {what} on {address}: {exc}")
 
 
 class ZoneError(JarvisError):

@@ -85,17 +85,34 @@ async def follow_tokens(rules: acl.Acl, tokens: TokenStore, every_s: float) -> N
 
 
 def server_tls(config: Config) -> ssl.SSLContext | None:
+    """HTTPS's context, asking for client certificates under --tls-client-ca."""
     if not (config.tls_cert or config.tls_key):
         if config.tls_client_ca:
             raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key")
         return None
+    return _tls(config, config.tls_client_ca)
+
+
+def dot_tls(config: Config) -> ssl.SSLContext | None:
+    """DNS over TLS's context (--dot): the same certificate as HTTPS; no client
+    certificates (RFC 7858 clients do not send one); ALPN "dot" (RFC 7858, 8310)."""
+    if not config.dot:
+        return None
+    if not (config.tls_cert and config.tls_key):
+        raise ConfigError("--dot needs --tls-cert and --tls-key: the certificate it serves")
+    context = _tls(config, "")
+    context.set_alpn_protocols(["dot"])
+    return context
+
+
+def _tls(config: Config, client_ca: str) -> ssl.SSLContext:
     if not (config.tls_cert and config.tls_key):
         raise ConfigError("give both --tls-cert and --tls-key")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(config.tls_cert, config.tls_key)
-        if config.tls_client_ca:
-            context.load_verify_locations(config.tls_client_ca)
+        if client_ca:
+            context.load_verify_locations(client_ca)
             context.verify_mode = ssl.CERT_REQUIRED
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"TLS: {exc}") from None

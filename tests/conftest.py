@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp import web
+from pki import Pki, make_pki
 
 from jarvis_dns.changes import Changes
 from jarvis_dns.config import Config
@@ -48,6 +51,12 @@ def default_sigint() -> None:
     KeyboardInterrupt handler: the child would never see the Ctrl-C the test sends.
     """
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A throwaway CA and its server and client certificates (tests/pki.py)."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture
@@ -149,6 +158,23 @@ def live_server(tmp_path: Path) -> Iterator[Any]:
     server.wait_ready()
     yield server
     server.kill()
+
+
+def serve_refused(tmp_path: Path, *flags: str) -> list[str]:
+    """`jarvis-dns serve` with settings that must stop it at start (on free loopback
+    ports, memory://; `flags` come last, so they win): what it printed to stderr, after
+    checking it exited with status 2."""
+    http, dns = free_ports(2)
+    args = ["--http", f"127.0.0.1:{http}", "--dns", f"127.0.0.1:{dns}"]
+    args += ["--data-dir", str(tmp_path), "--store", "memory://", *flags]
+    done = subprocess.run(
+        [sys.executable, "-m", "jarvis_dns", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2, done.stderr
+    return done.stderr.strip().splitlines()
 
 
 def app_config(tmp_path: Path, **settings: object) -> Config:

@@ -159,15 +159,36 @@ async def ask(
     name: str,
     rdtype: str = "A",
     transport: str = "udp",
+    source: str | None = None,
     **make: Any,
 ) -> Reply:
+    """One query over UDP or TCP; source: the client's own address (127.0.0.2, ...)."""
     host, port = server.addresses[0]
     query = dns.message.make_query(name, rdtype, **make)
     if transport == "udp":
-        msg = await dns.asyncquery.udp(query, host, port=port, timeout=TIMEOUT_S)
+        msg = await dns.asyncquery.udp(query, host, port=port, timeout=TIMEOUT_S, source=source)
     else:
-        msg = await dns.asyncquery.tcp(query, host, port=port, timeout=TIMEOUT_S)
+        msg = await dns.asyncquery.tcp(query, host, port=port, timeout=TIMEOUT_S, source=source)
     return reduce(msg)
+
+
+UPSTREAM_ZONE = "upstream.test."
+
+
+def _upstream_registry() -> Ledger:
+    reg = Ledger(clock=lambda: 0.0)
+    reg.register(InstanceSpec("svc", 1, "192.0.2.1", 80))
+    for i in range(200):
+        reg.register(InstanceSpec("big", i, f"10.9.{i // 256}.{i % 256}", 9000))
+    return reg
+
+
+@contextlib.asynccontextmanager
+async def upstream() -> AsyncIterator[str]:
+    """A second jarvis-dns, authoritative for upstream.test.: its "host:port"."""
+    async with running(_upstream_registry(), config(domain="upstream.test")) as server:
+        host, port = server.addresses[0]
+        yield f"{host}:{port}"
 
 
 async def _until_listening(proc: subprocess.Popen[bytes], port: int) -> bool:

@@ -331,7 +331,7 @@ async def test_an_unparsable_update_is_formerr(server: Server) -> None:
 
 
 def test_keys_and_rules_are_checked_at_start() -> None:
-    from jarvis_dns.dns.access import TransferPolicy, UpdatePolicy
+    from jarvis_dns.dns.permits import TransferPolicy, UpdatePolicy
     from jarvis_dns.errors import ConfigError
 
     for bad in ["k:hmac-sha256", "k:hmac-whatever:" + SECRET, "k:hmac-sha256:not base64!"]:

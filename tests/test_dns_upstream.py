@@ -11,35 +11,17 @@ from collections.abc import AsyncIterator, Iterator
 import dns.flags
 import pytest
 from dns_helpers import (
+    UPSTREAM_ZONE,
     ask,
     config,
     dns_path,  # noqa: F401  (autouse: every path)
     dns_server,
     dnsmasq,
-    running,
+    upstream,
 )
 from ledger import Ledger
 
 from jarvis_dns.dns.server import DnsServer
-from jarvis_dns.models import InstanceSpec
-
-UPSTREAM_ZONE = "upstream.test."
-
-
-def _upstream_registry() -> Ledger:
-    reg = Ledger(clock=lambda: 0.0)
-    reg.register(InstanceSpec("svc", 1, "192.0.2.1", 80))
-    for i in range(200):
-        reg.register(InstanceSpec("big", i, f"10.9.{i // 256}.{i % 256}", 9000))
-    return reg
-
-
-@contextlib.asynccontextmanager
-async def _upstream() -> AsyncIterator[str]:
-    """A second jarvis-dns, authoritative for upstream.test."""
-    async with running(_upstream_registry(), config(domain="upstream.test")) as server:
-        host, port = server.addresses[0]
-        yield f"{host}:{port}"
 
 
 @contextlib.contextmanager
@@ -67,7 +49,7 @@ async def _started(server: DnsServer) -> AsyncIterator[DnsServer]:
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 async def test_names_outside_our_zones_are_forwarded(transport: str) -> None:
-    async with _upstream() as up, _started(_forwarder(up)) as server:
+    async with upstream() as up, _started(_forwarder(up)) as server:
         reply = await ask(server, f"svc.{UPSTREAM_ZONE}", "A", transport)
         missing = await ask(server, f"nope.{UPSTREAM_ZONE}", "A", transport)
         ours = await ask(server, "nope.jarvis.internal.", "A", transport)
@@ -79,7 +61,7 @@ async def test_names_outside_our_zones_are_forwarded(transport: str) -> None:
 
 
 async def test_a_truncated_upstream_reply_is_retried_over_tcp() -> None:
-    async with _upstream() as up, _started(_forwarder(up)) as server:
+    async with upstream() as up, _started(_forwarder(up)) as server:
         over_tcp = await ask(server, f"_big._tcp.{UPSTREAM_ZONE}", "SRV", "tcp")
         over_udp = await ask(server, f"_big._tcp.{UPSTREAM_ZONE}", "SRV", "udp")
     assert len(over_tcp.answer) == 200
@@ -97,7 +79,7 @@ async def test_an_upstream_that_never_answers_means_servfail(transport: str) -> 
 
 async def test_the_next_upstream_is_tried_within_the_deadline() -> None:
     with _silent_udp() as silent:
-        async with _upstream() as up, _started(_forwarder(silent, up, timeout=1.0)) as server:
+        async with upstream() as up, _started(_forwarder(silent, up, timeout=1.0)) as server:
             reply = await ask(server, f"svc.{UPSTREAM_ZONE}", "A")
     assert reply.answer == [f"svc.{UPSTREAM_ZONE} 5 A 192.0.2.1"]
 
@@ -109,7 +91,7 @@ async def test_pipelined_forwards_on_one_tcp_connection() -> None:
 
     names = [f"svc.{UPSTREAM_ZONE}", "nope.jarvis.internal.", f"x.{UPSTREAM_ZONE}"]
     queries = [dns.message.make_query(n, "A") for n in names]
-    async with _upstream() as up, _started(_forwarder(up)) as server:
+    async with upstream() as up, _started(_forwarder(up)) as server:
         reader, writer = await asyncio.open_connection(*server.addresses[0])
         writer.write(
             b"".join(struct.pack("!H", len(w)) + w for w in (q.to_wire() for q in queries))

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
 import httpx
 import pytest
-from conftest import app_config, free_ports, running_app
+from conftest import app_config, free_ports, running_app, serve_refused
 
 from jarvis_dns.app import App
 from jarvis_dns.config import Config
@@ -43,18 +41,8 @@ async def test_a_bind_beyond_loopback_needs_acl_or_insecure(tmp_path: Path) -> N
 
 
 def test_serve_refuses_an_open_bind_with_one_line(tmp_path: Path) -> None:
-    http, dns = free_ports(2)
-    args = ["--http", f"0.0.0.0:{http}", "--dns", f"127.0.0.1:{dns}"]
-    args += ["--data-dir", str(tmp_path), "--store", "memory://"]
-    done = subprocess.run(
-        [sys.executable, "-m", "jarvis_dns", "serve", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--acl" in lines[0] and "--insecure" in lines[0], done.stderr
+    lines = serve_refused(tmp_path, "--http", f"0.0.0.0:{free_ports(1)[0]}")
+    assert len(lines) == 1 and "--acl" in lines[0] and "--insecure" in lines[0], lines
 
 
 # -- safe checks ------------------------------------------------------------------

@@ -4,59 +4,20 @@
 
 from __future__ import annotations
 
-import shutil
 import ssl
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import app_config, running_app
+from pki import Pki, needs_openssl
 
 from jarvis_dns.app import App
 from jarvis_dns.client import DNSClient, ServiceConfig
 from jarvis_dns.config import Config
 from jarvis_dns.errors import ConfigError, RegistryUnavailable
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
-
-
-@dataclass
-class Pki:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-
-
-def _openssl(*args: str | Path) -> None:
-    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
-
-
-def _issue(d: Path, name: str, ca: Path, ca_key: Path, ext: str) -> tuple[Path, Path]:
-    key, csr, cert, extfile = (d / f"{name}.{s}" for s in ("key", "csr", "pem", "ext"))
-    extfile.write_text(ext + "\n")
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
-             "-subj", f"/CN={name}")  # fmt: skip
-    _openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
-             "-out", cert, "-days", "1", "-extfile", extfile)  # fmt: skip
-    return cert, key
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    d = tmp_path_factory.mktemp("pki")
-    ca, ca_key = d / "ca.pem", d / "ca.key"
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca,
-             "-days", "1", "-subj", "/CN=jarvis-dns test CA",
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
-    names = "subjectAltName=IP:127.0.0.1,DNS:localhost"
-    server = _issue(d, "server", ca, ca_key, names + "\nextendedKeyUsage=serverAuth")
-    client = _issue(d, "client", ca, ca_key, "extendedKeyUsage=clientAuth")
-    return Pki(ca, *server, *client)
+pytestmark = needs_openssl
 
 
 def config(tmp_path: Path, pki: Pki, **kw: object) -> Config:

@@ -12,7 +12,10 @@
     responder.py  one message in, one out: cache, hand encoder, dnslib (no I/O)
     compose.py    ``build``: the responder from the settings
     upstream.py   forwarding outside our zones
-    server.py     UDP and TCP sockets; only bytes move there
+    access.py     who a client is: --dns-allow, --rrl-exempt, --recursion-allow (pure)
+    localnets.py  this host's own networks (the word "localnets")
+    rrl.py        response-rate limiting as BIND does it (pure, clock injected)
+    server.py     UDP, TCP and TLS sockets; only bytes move there
     lookup.py     `jarvis-dns lookup`, a small dig
 
 Beyond queries (off until ``--tsig-key`` / ``--transfer-allow`` / ``--notify``):
@@ -20,7 +23,7 @@ Beyond queries (off until ``--tsig-key`` / ``--transfer-allow`` / ``--notify``):
     operations.py UPDATE, zone transfers and TSIG-signed messages, handed over by the
                   responder; the only part that writes (through changes.py)
     tsig.py       TSIG keys, checking requests and signing replies (dnspython)
-    access.py     who may update which services, who may transfer (pure)
+    permits.py    who may update which services, who may transfer (pure)
     update.py     an RFC 2136 UPDATE -> registry commands, prerequisites (pure)
     content.py    the zones as whole record lists, as transfers carry them (pure)
     journal.py    what each change did to the zone, for IXFR (pure)

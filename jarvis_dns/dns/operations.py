@@ -22,7 +22,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 
 import dns.exception
 import dns.flags
@@ -35,8 +35,9 @@ import dns.rdatatype
 from jarvis_dns.changes import Changes
 from jarvis_dns.config import Config
 from jarvis_dns.dns import tsig
-from jarvis_dns.dns.access import TransferPolicy, UpdatePolicy
+from jarvis_dns.dns.access import Network
 from jarvis_dns.dns.content import Record, from_dnslib
+from jarvis_dns.dns.permits import TransferPolicy, UpdatePolicy
 from jarvis_dns.dns.proto import HEADER, QR
 from jarvis_dns.dns.responder import Forward, Responder
 from jarvis_dns.dns.stats import Stats
@@ -59,7 +60,9 @@ class Operations:
         transfers: Transfers,
         config: Config,
         clock: Clock = time.time,
+        localnets: Callable[[], Sequence[Network]] = list,
     ) -> None:
+        """localnets: what the word ``localnets`` in --transfer-allow means (localnets.py)."""
         self.responder = responder
         self.changes = changes
         self.transfers = transfers
@@ -67,7 +70,7 @@ class Operations:
         self.keyring = tsig.Keyring(config.tsig_keys)
         names = [tsig.key_text(n) for n in self.keyring.keys]
         self.updates = UpdatePolicy(config.update_allow, names)
-        self.transfer_policy = TransferPolicy(config.transfer_allow, names)
+        self.transfer_policy = TransferPolicy(config.transfer_allow, names, localnets)
         self.stats: Stats = responder.stats
         self._clock = clock
 

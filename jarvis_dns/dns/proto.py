@@ -48,3 +48,30 @@ def frame_size(prefix: bytes) -> int:
 
 def is_reply_to(data: bytes, query_id: bytes) -> bool:
     return len(data) >= HEADER and data[:2] == query_id and bool(data[2] & QR)
+
+
+def question_end(wire: bytes) -> int:
+    """Just past a message's first question (its name uncompressed, as queries and this
+    server's replies write it); HEADER when it has none. Raises IndexError on a cut one."""
+    if wire[4:6] == b"\x00\x00":
+        return HEADER
+    at = HEADER
+    while wire[at]:
+        if wire[at] > MAX_LABEL:
+            raise IndexError("compressed or extended label in the question")
+        at += wire[at] + 1
+    if at + 5 > len(wire):
+        raise IndexError("question cut short")
+    return at + 5
+
+
+def without_ra(wire: bytes) -> bytes:
+    """The reply with RA=0: for a client that may not recurse through us."""
+    return wire[:3] + bytes([wire[3] & ~RA & 0xFF]) + wire[4:]
+
+
+def truncated(wire: bytes) -> bytes:
+    """The reply cut to its header and question, TC=1 (RRL's slip: a real client asks
+    again over TCP; a spoofed victim gets no more bytes than the query had)."""
+    end = question_end(wire)
+    return wire[:2] + bytes([wire[2] | TC]) + wire[3:6] + bytes(6) + wire[HEADER:end]

@@ -237,12 +237,14 @@ class Responder:
     # -- the one entry
 
     def answer(
-        self, data: bytes, udp: bool, *, later: bool = False
+        self, data: bytes, udp: bool, *, later: bool = False, recursion: bool = True
     ) -> bytes | Forward | Special | Later | None:
         """What to send back for one message (see the module docstring).
 
         later: return ``LATER`` instead of taking the dnslib path, so that the caller
-        answers cheap queries at once and queues the rest."""
+        answers cheap queries at once and queues the rest. recursion: False for a client
+        outside --recursion-allow, whose names outside our zones are REFUSED, not
+        forwarded (they never reach the caches: forwarded names are declined there)."""
         cache = self.udp_cache if udp else self.tcp_cache
         if cache is not None:
             reply = cache.hit(data)
@@ -251,17 +253,17 @@ class Responder:
                 return reply
         q = classify(data) if self.hand is not None else None
         if q is None:
-            return LATER if later else self.respond(data, udp)
+            return LATER if later else self.respond(data, udp, recursion)
         if cache is not None:
             reply = self._through_cache(cache, q, udp)
             if reply is not None:
                 return reply
-            return LATER if later else self.respond(data, udp)
+            return LATER if later else self.respond(data, udp, recursion)
         assert self.hand is not None
         limit = limit_for(q.edns, q.size, self.max_udp, udp)
         made = self.hand.encode(q, limit, udp, self._hand_turn(q))
         if made is None:
-            return LATER if later else self.respond(data, udp)
+            return LATER if later else self.respond(data, udp, recursion)
         if made.cycle > 1:
             if len(self._hand_turns) >= MAX_CACHED:
                 self._hand_turns.clear()
@@ -308,7 +310,9 @@ class Responder:
 
     # -- the dnslib path
 
-    def respond(self, wire: bytes, udp: bool) -> bytes | Forward | Special | None:
+    def respond(
+        self, wire: bytes, udp: bool, recursion: bool = True
+    ) -> bytes | Forward | Special | None:
         self.stats.bump("queries_udp" if udp else "queries_tcp")
         if self.special and _is_update(wire):
             return Special(wire)  # before dnslib, which cannot parse UPDATE's empty RRs
@@ -323,13 +327,13 @@ class Responder:
         if self.special and _is_special(msg):
             return Special(wire)
         try:
-            return self._respond(msg, wire, udp)
+            return self._respond(msg, wire, udp, recursion)
         except Exception:
             log.exception("DNS query failed: %r", msg.questions[:1])
             self.stats.bump("errors")
             return self._error(msg, RCODE.SERVFAIL)
 
-    def _respond(self, msg: DNSRecord, wire: bytes, udp: bool) -> bytes | Forward:
+    def _respond(self, msg: DNSRecord, wire: bytes, udp: bool, recursion: bool) -> bytes | Forward:
         if msg.header.opcode != OPCODE.QUERY:
             return self._error(msg, RCODE.NOTIMP, echo=len(msg.questions) == 1)
         if len(msg.questions) != 1:
@@ -343,8 +347,10 @@ class Responder:
         q = msg.questions[0]
         answer = self._lookup(q)
         if answer is _OUTSIDE and self.forwarding:
-            self.stats.bump("forwarded")
-            return Forward(msg, wire, limit)
+            if recursion:
+                self.stats.bump("forwarded")
+                return Forward(msg, wire, limit)
+            self.stats.bump("recursion_refused")  # and REFUSED, as without upstreams
         answer, turn = self._turned(q, answer, udp)
         reply, truncated = self._pack(msg, answer, edns.present, limit, turn)
         for name in _counters(answer, truncated):
@@ -470,6 +476,20 @@ class Responder:
         reply = DNSRecord(self._header(msg, BADVERS & 0xF), questions=msg.questions, ar=[opt])
         wire = bytes(reply.pack())
         return wire
+
+    def refuse(self, data: bytes, udp: bool) -> bytes | None:
+        """REFUSED, to a client --dns-allow does not admit (its question echoed when it
+        is a standard one); None, nothing sent, for garbage and responses."""
+        self.stats.bump("queries_udp" if udp else "queries_tcp")
+        if len(data) < HEADER or data[2] & proto.QR:
+            self.stats.bump("dropped")
+            return None
+        self.stats.bump("denied")
+        q = classify(data)
+        flags = bytes([proto.QR | data[2] & (proto.OPCODE_MASK | proto.RD), proto.REFUSED])
+        if q is None:
+            return data[:2] + flags + bytes(8)
+        return data[:2] + flags + b"\x00\x01" + bytes(6) + data[HEADER : q.question_end]
 
     # -- forwarded answers
 

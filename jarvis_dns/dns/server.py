@@ -6,7 +6,13 @@ responder defers anything unusual (``LATER``), which waits in a bounded backlog 
 answered in batches, so a flood costs dropped datagrams (counted), never unbounded
 memory. TCP follows RFC 7766: two-byte
 length prefix, many queries per connection, pipelining (forwarded queries may be
-answered out of order), an idle timeout, and a cap on open connections.
+answered out of order), an idle timeout, and caps on open connections, per client
+address and in all. DNS over TLS (RFC 7858, ``--dot``) is the same over TLS.
+
+Who a client is (access.py: ``--dns-allow``, ``--rrl-exempt``, ``--recursion-allow``) is
+looked up once per message; a client with nothing to check (loopback, by default) is
+answered as before, anyone else is "screened": REFUSED when not allowed, names to
+forward REFUSED without recursion, and its UDP answers rate-limited (rrl.py).
 """
 
 from __future__ import annotations
@@ -15,25 +21,33 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 from jarvis_dns.config import Config, split_hostport
 from jarvis_dns.discovery import Discovery
+from jarvis_dns.dns.access import PLAIN, Admission, Policy, Sources
 from jarvis_dns.dns.compose import build
+from jarvis_dns.dns.localnets import listening_hosts, own_networks
 from jarvis_dns.dns.operations import Operations
-from jarvis_dns.dns.proto import frame_size, framed
-from jarvis_dns.dns.responder import LATER, Forward, Responder, Special
+from jarvis_dns.dns.proto import frame_size, framed, truncated, without_ra
+from jarvis_dns.dns.responder import LATER, Forward, Later, Responder, Special
+from jarvis_dns.dns.rrl import SEND, SLIP, RateLimiter
 from jarvis_dns.dns.stats import Stats
 from jarvis_dns.dns.upstream import Upstream
 from jarvis_dns.errors import ConfigError
+from jarvis_dns.gate import Gate
 from jarvis_dns.registry.events import EventSource
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DNS_PORT = 9053
+DOT_PORT = 853  # RFC 7858
 # Queries waiting to be answered. At ~10k qps this is a fifth of a second of work;
 # anything beyond is load we cannot serve in time, so it is dropped (UDP may drop).
 MAX_UDP_BACKLOG = 2048
@@ -47,8 +61,7 @@ MAX_UDP_WRITE_BUFFER = 1 << 20
 MAX_FORWARDS_IN_FLIGHT = 512  # upstream queries outstanding, all clients together
 # RFC 7766 6.2.3: idle connections should be closed after seconds, not minutes.
 TCP_IDLE_S = 10.0
-TCP_READ_S = 5.0  # a message whose length arrived must follow promptly
-MAX_TCP_CONNECTIONS = 1024
+TCP_READ_S = 5.0  # a message whose length arrived must follow promptly; a TLS handshake too
 MAX_PIPELINED = 32  # forwarded queries outstanding on one connection
 STOP_GRACE_S = 1.0  # busy TCP connections get this long to finish on stop
 _BIND_ATTEMPTS = 20  # port 0: UDP picks the port; TCP may find it taken and retry
@@ -56,16 +69,21 @@ _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
-    """Answers standard queries right here; hands the rest to ``on_datagram``."""
+    """Answers standard queries right here (``screen`` those of clients that are not
+    plain); hands the rest to ``on_datagram``."""
 
     def __init__(
         self,
         on_datagram: Callable[[_UdpProtocol, bytes, Any], None],
+        screen: Callable[[bytes, Any], bytes | Later | None],
         responder: Responder,
+        sources: Sources,
         stats: Stats,
     ) -> None:
         self.on_datagram = on_datagram
+        self.screen = screen
         self.answer = responder.answer
+        self.plain = sources.plain  # the same set, kept current by Sources
         self.stats = stats
         self.transport: asyncio.DatagramTransport | None = None
         self._buffered: Callable[[], int] = lambda: 0
@@ -78,7 +96,10 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         try:
-            reply = self.answer(data, True, later=True)
+            if addr[0] in self.plain:  # all a plain client pays for the checks of access.py
+                reply = self.answer(data, True, later=True)
+            else:
+                reply = self.screen(data, addr)
         except Exception:  # never die of a packet; the backlog's turn may still answer
             log.exception("UDP query from %s failed", addr)
             self.stats.bump("errors")
@@ -109,26 +130,37 @@ class DnsServer:
         *,
         upstream: Upstream | None = None,
         tcp_idle_s: float = TCP_IDLE_S,
+        tls: ssl.SSLContext | None = None,
+        clock: Callable[[], float] = time.monotonic,
         operations: Operations | None = None,
     ) -> None:
         """responder: what answers (``dns.build``); events: who tells of registry changes;
+        tls: the context ``--dot`` serves (security.dot_tls); clock: the rate limiter's;
         operations: who takes UPDATE, zone transfers and TSIG (None: nobody, as before).
 
         A ``Discovery`` in place of the responder builds one from config (the form
         app.py used before ``dns.build``)."""
         if isinstance(responder, Discovery):
             responder = build(responder, None, config, upstream=upstream)
+        assert tls is not None or not config.dot, "--dot needs a TLS context"
         self.config = config
         self.responder = responder
+        self.tcp_idle_s = tcp_idle_s
+        self.tls = tls
         self.operations = operations
         if operations is not None:
             responder.hand_over_operations()
-        self.tcp_idle_s = tcp_idle_s
+        hosts = listening_hosts(config)
+        policy = Policy.from_config(config, responder.forwarding, lambda: own_networks(hosts))
+        self.sources = Sources(policy)
+        self._rrl = RateLimiter(config.rrl_rps, config.rrl_slip, clock)
+        self._gate = Gate(config.dns_tcp_max_connections, config.dns_tcp_max_per_client)
         self._events = events
         self._stats = responder.stats
         self._udp: list[asyncio.DatagramTransport] = []
         self._tcp: list[asyncio.Server] = []
         self._addresses: list[tuple[str, int]] = []
+        self._dot_addresses: list[tuple[str, int]] = []
         self._backlog: deque[tuple[_UdpProtocol, bytes, Any]] = deque()
         self._draining = False
         self._connections: dict[asyncio.Task[Any], _Connection] = {}
@@ -143,6 +175,8 @@ class DnsServer:
         try:
             for spec in self.config.dns:
                 await self._bind(*split_hostport(spec, DEFAULT_DNS_PORT))
+            for spec in self.config.dot:
+                await self._bind_tls(*split_hostport(spec, DOT_PORT))
         except BaseException:
             await self.stop()
             raise
@@ -178,10 +212,15 @@ class DnsServer:
     def addresses(self) -> list[tuple[str, int]]:
         return list(self._addresses)
 
+    @property
+    def dot_addresses(self) -> list[tuple[str, int]]:
+        return list(self._dot_addresses)
+
     def stats(self) -> dict[str, int]:
         counts = self._stats.snapshot()
         counts["tcp_open"] = len(self._connections)
         counts["udp_backlog"] = len(self._backlog)
+        counts["rrl_accounts"] = len(self._rrl)
         return counts
 
     def reload_zones(self) -> list[str]:
@@ -201,9 +240,7 @@ class DnsServer:
                 udp.close()
                 if attempt + 1 < attempts:
                     continue
-                raise ConfigError(
-                    f"cannot listen for DNS on TCP {host}:{actual}: {exc.strerror}"
-                ) from None
+                raise ConfigError.listening("DNS over TCP", _where(host, actual), exc) from None
             self._udp.append(udp)
             self._tcp.append(tcp)
             self._addresses.append((host, actual))
@@ -213,15 +250,29 @@ class DnsServer:
         loop = asyncio.get_running_loop()
         try:
             transport, _ = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self._on_datagram, self.responder, self._stats),
+                lambda: _UdpProtocol(
+                    self._on_datagram, self._screen_udp, self.responder, self.sources, self._stats
+                ),
                 local_addr=(host, port),
             )
         except OSError as exc:
-            raise ConfigError(
-                f"cannot listen for DNS on UDP {host}:{port}: {exc.strerror}"
-            ) from None
+            raise ConfigError.listening("DNS over UDP", _where(host, port), exc) from None
         _grow_receive_buffer(transport.get_extra_info("socket"))
         return transport
+
+    async def _bind_tls(self, host: str, port: int) -> None:
+        try:
+            server = await asyncio.start_server(
+                lambda r, w: self._on_tcp(r, w, tls=True),
+                host,
+                port,
+                ssl=self.tls,
+                ssl_handshake_timeout=TCP_READ_S,
+            )
+        except OSError as exc:
+            raise ConfigError.listening("DNS over TLS", _where(host, port), exc) from None
+        self._tcp.append(server)
+        self._dot_addresses.append((host, server.sockets[0].getsockname()[1]))
 
     # -- UDP
 
@@ -248,15 +299,42 @@ class DnsServer:
             self._draining = False
 
     def _answer_udp(self, protocol: _UdpProtocol, data: bytes, addr: Any) -> None:
-        reply = self.responder.answer(data, True)
+        source = self.sources[addr[0]]
+        reply = self._reply(data, True, source)
         if isinstance(reply, Forward):
-            self._spawn_forward(reply, lambda wire: self._send_udp(protocol, wire, addr))
+            self._spawn_forward(reply, lambda wire: self._send_udp(protocol, wire, addr, source))
         elif isinstance(reply, bytes):
-            self._send_udp(protocol, reply, addr)
+            self._send_udp(protocol, reply, addr, source)
         elif isinstance(reply, Special):
-            self._spawn_special(reply, addr[0], lambda wire: self._send_udp(protocol, wire, addr))
+            send = partial(self._send_udp, protocol, addr=addr, source=source)
+            self._spawn_special(reply, addr[0], send)
 
-    def _send_udp(self, protocol: _UdpProtocol, wire: bytes, addr: Any) -> None:
+    def _screen_udp(self, data: bytes, addr: Any) -> bytes | Later | None:
+        """datagram_received's answer for a client not known to be PLAIN."""
+        source = self.sources[addr[0]]
+        reply = self._screened(data, True, source, later=True)
+        if isinstance(reply, bytes):
+            return self._limited(reply, source)
+        return LATER if reply is LATER else None
+
+    def _limited(self, wire: bytes, source: Admission) -> bytes | None:
+        """The UDP reply as response-rate limiting lets it go: whole, slipped or None."""
+        if not source.limited:
+            return wire
+        verdict = self._rrl.verdict(source.prefix, wire)
+        if verdict is SEND:
+            return wire
+        self._stats.bump("rrl_limited")
+        if verdict is SLIP:
+            self._stats.bump("rrl_slipped")
+            return truncated(wire)
+        self._stats.bump("rrl_dropped")
+        return None
+
+    def _send_udp(self, protocol: _UdpProtocol, reply: bytes, addr: Any, source: Admission) -> None:
+        wire = self._limited(reply, source)
+        if wire is None:
+            return
         transport = protocol.transport
         if transport is None or transport.is_closing():
             return
@@ -266,6 +344,26 @@ class DnsServer:
             self._stats.bump("backlog_dropped")
             return
         transport.sendto(wire, addr)
+
+    # -- who asks
+
+    def _reply(self, data: bytes, udp: bool, source: Admission) -> bytes | Forward | Special | None:
+        """The answer to a message (the dnslib path included), as this client gets it."""
+        if source is PLAIN:
+            return self.answer(data, udp)
+        reply = self._screened(data, udp, source)
+        return None if reply is LATER else reply
+
+    def _screened(
+        self, data: bytes, udp: bool, source: Admission, later: bool = False
+    ) -> bytes | Forward | Special | Later | None:
+        """The answer for a client that is not PLAIN, before rate limiting."""
+        if not source.allowed:
+            return self.responder.refuse(data, udp)
+        reply = self.responder.answer(data, udp, later=later, recursion=source.recursion)
+        if isinstance(reply, bytes) and not source.recursion:
+            return without_ra(reply)  # recursion is not available to this client
+        return reply
 
     # -- forwarding
 
@@ -324,25 +422,32 @@ class DnsServer:
                 async with asyncio.timeout(TCP_READ_S):
                     await writer.drain()
         except (OSError, TimeoutError):
-            raise
+            raise  # the connection is gone: _on_tcp closes it
         except Exception:
             log.exception("DNS operation from %s failed", source)
             self._stats.bump("errors")
 
     # -- TCP
 
-    async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _on_tcp(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tls: bool = False
+    ) -> None:
+        """One connection, TCP or TLS (handshake done): over a cap it is closed at once."""
         task = asyncio.current_task()
-        if task is None or self._stopping or len(self._connections) >= MAX_TCP_CONNECTIONS:
+        peer = writer.get_extra_info("peername")
+        client = str(peer[0]) if peer else ""
+        if task is None or self._stopping or not self._gate.admit(client):
             self._stats.bump("tcp_rejected")
             writer.close()
             return
         conn = _Connection()
         self._connections[task] = conn
         self._stats.bump("tcp_connections")
+        if tls:
+            self._stats.bump("tls_connections")
         pending: set[asyncio.Task[None]] = set()
         try:
-            await self._serve_tcp(reader, writer, conn, pending)
+            await self._serve_tcp(reader, writer, conn, pending, client)
         except (OSError, asyncio.IncompleteReadError, TimeoutError):
             pass  # the client left, sent a short message, or went quiet
         except asyncio.CancelledError:
@@ -353,6 +458,7 @@ class DnsServer:
         finally:
             await _cancel_all(pending)
             del self._connections[task]
+            self._gate.release(client)
             writer.close()
 
     async def _serve_tcp(
@@ -361,7 +467,9 @@ class DnsServer:
         writer: asyncio.StreamWriter,
         conn: _Connection,
         pending: set[asyncio.Task[None]],
+        client: str,
     ) -> None:
+        source = self.sources[client]
         while not self._stopping:
             conn.idle = True
             async with asyncio.timeout(self.tcp_idle_s):
@@ -369,13 +477,13 @@ class DnsServer:
             conn.idle = False
             async with asyncio.timeout(TCP_READ_S):
                 data = await reader.readexactly(size)
-            reply = self.responder.answer(data, False)
+            reply = self._reply(data, False, source)
             if isinstance(reply, Forward):
                 await self._pipeline(reply, writer, pending)
             elif isinstance(reply, bytes):
                 writer.write(framed(reply))
             elif isinstance(reply, Special):
-                await self._special_tcp(reply, _peer_host(writer), writer)
+                await self._special_tcp(reply, client, writer)
             async with asyncio.timeout(TCP_READ_S):
                 await writer.drain()
 
@@ -400,9 +508,8 @@ class DnsServer:
             task.add_done_callback(pending.discard)
 
 
-def _peer_host(writer: asyncio.StreamWriter) -> str:
-    peer = writer.get_extra_info("peername")
-    return str(peer[0]) if peer else ""
+def _where(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _grow_receive_buffer(sock: Any) -> None:

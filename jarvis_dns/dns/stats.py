@@ -16,8 +16,14 @@ COUNTERS = (
     "forwarded",
     "servfail",
     "backlog_dropped",  # UDP queries dropped because the server was behind
-    "tcp_connections",
-    "tcp_rejected",  # connections refused over the connection limit
+    "tcp_connections",  # DNS over TCP and over TLS
+    "tls_connections",  # of those, over TLS (--dot)
+    "tcp_rejected",  # connections closed at once: over --dns-tcp-max-* (TCP and TLS)
+    "denied",  # queries from outside --dns-allow: REFUSED
+    "recursion_refused",  # names to forward from outside --recursion-allow: REFUSED
+    "rrl_limited",  # UDP answers over --rrl-rps: slipped + dropped
+    "rrl_slipped",  # of those, sent empty with TC=1
+    "rrl_dropped",  # of those, not sent
     "errors",  # bugs caught per packet; each is logged with its traceback
     "updates",  # DNS UPDATE messages (RFC 2136) checked
     "updates_refused",  # ... answered with another rcode than NOERROR
