@@ -14,6 +14,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,14 @@ from jarvis_dns.cluster import Nodes, Solo
 from jarvis_dns.config import Config, split_hostport
 from jarvis_dns.discovery import Discovery
 from jarvis_dns.dns import build as build_dns
+from jarvis_dns.dns.content import ZoneContent
+from jarvis_dns.dns.localnets import listening_hosts, own_networks
+from jarvis_dns.dns.notifier import Notifier, parse_targets
+from jarvis_dns.dns.operations import Operations
+from jarvis_dns.dns.responder import Responder
 from jarvis_dns.dns.server import DnsServer
-from jarvis_dns.dns.zones import ZoneSet
+from jarvis_dns.dns.xfr import Transfers
+from jarvis_dns.dns.zones import StaticZone, ZoneSet
 from jarvis_dns.errors import ConfigError, JarvisError
 from jarvis_dns.gate import Gate
 from jarvis_dns.health import HealthMonitor
@@ -89,6 +96,21 @@ def _check_writable(directory: Path) -> None:
         raise ConfigError(f"data dir {directory} is not writable: {exc.strerror}") from None
 
 
+def open_transfers(responder: Responder, config: Config) -> Transfers:
+    """What zone transfers read: the registry zone as the responder answers it, the
+    zone files beside it, and the journal of changes (as long as the event log)."""
+    authority = responder.authority
+
+    def static() -> dict[str, StaticZone]:
+        return {o: z for o, z in authority.zones.items() if o != authority.zone}
+
+    return Transfers(ZoneContent(authority), config.event_log_size, static)
+
+
+def open_notifier(transfers: Transfers, config: Config) -> Notifier:
+    return Notifier(parse_targets(config.notify), transfers.up_to_date_soa, config.zone)
+
+
 class App:
     def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
         self.config = config
@@ -101,7 +123,18 @@ class App:
         self.waiter = IndexWaiter(self.changes, config.max_waiting_queries, self.metrics)
         zones = ZoneSet(config.zones_dir, config.zone)
         responder = build_dns(self.discovery, zones, config, metrics=self.metrics)
-        self.dns = DnsServer(responder, self.changes, config, tls=dot_tls)
+        self.transfers: Transfers | None = None
+        self.notifier: Notifier | None = None
+        operations = None
+        if config.tsig_keys or config.transfer_allow or config.notify:
+            self.transfers = open_transfers(responder, config)
+            localnets = partial(own_networks, listening_hosts(config))
+            operations = Operations(
+                responder, self.changes, self.transfers, config, clock, localnets
+            )
+            if config.notify:
+                self.notifier = open_notifier(self.transfers, config)
+        self.dns = DnsServer(responder, self.changes, config, tls=dot_tls, operations=operations)
         self.nodes = open_nodes(config, self.store)
         report_cluster(self.metrics, self.nodes, self.store)
         leases = self.store if isinstance(self.store, EtcdStore) else None
@@ -115,6 +148,7 @@ class App:
         self._follower: asyncio.Task[None] | None = None
         self._token_follower: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._unsubscribe: list[Callable[[], None]] = []
         self.http_port = 0
         self.http_gate = Gate(config.http_max_connections, config.http_max_connections_per_client)
         gate = self.http_gate
@@ -145,7 +179,7 @@ class App:
         return Hooks(
             health_status=self.health.status,
             dns_stats=self.dns.stats,
-            reload_zones=self.dns.reload_zones,
+            reload_zones=self.reload_dns_zones,
             clear_self_preservation=self.health.clear_self_preservation,
             store_status=self.store.status,
             cluster_status=self.nodes.status,
@@ -168,6 +202,7 @@ class App:
             if isinstance(self.nodes, EtcdNodes):
                 await self.nodes.start()
             await self.dns.start()
+            await self._start_replication()
             await self.health.start()
             await self._start_http()
         except BaseException:
@@ -184,6 +219,19 @@ class App:
             self.view.count(),
             self.view.index,
         )
+
+    async def _start_replication(self) -> None:
+        """Zone transfers follow the view from here (zone files are loaded now), and
+        secondaries hear of every change."""
+        if self.transfers is not None:
+            self.transfers.reloaded()
+            self._unsubscribe.append(self.changes.subscribe(self.transfers.changed))
+        if self.notifier is not None:
+            self.notifier.source = self.dns_addresses[0][0]
+            await self.notifier.start()
+            self._unsubscribe.append(self.changes.subscribe(self.notifier.changed))
+            if not self.config.transfer_allow:
+                log.warning("--notify without --transfer-allow: secondaries will be refused")
 
     async def _load_acl(self) -> None:
         secret = security.bootstrap_secret(self.config)
@@ -236,6 +284,11 @@ class App:
         await self.health.stop()
         if isinstance(self.nodes, EtcdNodes):
             await self.nodes.stop()  # leaves at once: its checks move to the others now
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
+        if self.notifier is not None:
+            await self.notifier.stop()
         await self.dns.stop()
         if self._token_follower is not None:
             self._token_follower.cancel()
@@ -254,9 +307,19 @@ class App:
         await self.store.close()
         self.tokens.close()
 
+    def reload_dns_zones(self) -> list[str]:
+        """Re-read the zone files (ZoneError keeps the old ones); transfers and
+        secondaries follow."""
+        zones = self.dns.reload_zones()
+        if self.transfers is not None:
+            self.transfers.reloaded()
+        if self.notifier is not None:
+            self.notifier.reloaded([self.config.zone, *zones])
+        return zones
+
     def reload_zones(self) -> None:
         try:
-            zones = self.dns.reload_zones()
+            zones = self.reload_dns_zones()
             log.info("zones reloaded: %s", ", ".join(zones) or "none")
         except JarvisError as exc:
             log.error("zone reload failed, keeping the old data: %s", exc)

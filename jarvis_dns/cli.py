@@ -43,7 +43,7 @@ def _add_flag(group: Any, s: Setting) -> None:
     if s.kind is bool:
         group.add_argument(s.option, dest=s.name, action="store_true", default=None, help=help_text)
         return
-    metavar = None if s.choices else s.option[2:].upper().replace("-", "_")
+    metavar = None if s.choices else s.metavar or s.option[2:].upper().replace("-", "_")
     if s.kind is list:
         help_text += "; repeatable"
         group.add_argument(s.option, dest=s.name, action="append", metavar=metavar, help=help_text)

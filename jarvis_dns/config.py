@@ -56,6 +56,7 @@ class Setting:
     choices: tuple[str, ...] = ()
     shown: str = ""  # the default as the docs say it, when its value alone is not telling
     secret: bool = False  # --print-config shows it as ***
+    metavar: str = ""  # what --help shows for its value; empty: the flag's name
 
     @property
     def option(self) -> str:
@@ -95,7 +96,8 @@ class Setting:
 S = Setting
 # Groups of `serve --help`.
 NET, DNS, HEALTH, STORE = "listening and logging", "DNS", "liveness", "store and cluster"
-SEC, DNS_SEC, LIMITS = "security", "DNS security", "limits"
+SEC, DNS_SEC, DNS_OPS = "security", "DNS security", "DNS UPDATE and zone transfers"
+LIMITS = "limits"
 SETTINGS: tuple[Setting, ...] = (
     # -- where it listens and what it serves
     S("http", DEFAULT_HTTP, "HTTP API address host:port", NET),
@@ -189,6 +191,18 @@ SETTINGS: tuple[Setting, ...] = (
       DNS_SEC),
     S("dot", (), "DNS over TLS (RFC 7858) address host:port with --tls-cert/--tls-key", DNS_SEC,
       shown="off; port 853 when omitted"),
+    # -- DNS UPDATE, zone transfers, NOTIFY (docs/dns.md): all off until a key or a list
+    S("tsig_keys", (), "a TSIG key (RFC 8945) for DNS UPDATE and zone transfers, e.g. "
+      "web-key:hmac-sha256:<base64> (JARVIS_DNS_TSIG_KEY keeps it out of ps)", DNS_OPS,
+      flag="--tsig-key", shown="none", secret=True, metavar="NAME:ALGORITHM:BASE64SECRET"),
+    S("update_allow", (), "DNS UPDATE (RFC 2136) signed with KEYNAME may register and "
+      "deregister instances of services matching the pattern ('web', 'web-*', '*')", DNS_OPS,
+      shown="none: every UPDATE is refused", metavar="KEYNAME:SERVICE_PATTERN"),
+    S("transfer_allow", (), "who may AXFR/IXFR the zones over TCP: sources (CIDRs or "
+      "addresses, and any, none, localhost, localnets), or requests signed with that key",
+      DNS_OPS, shown="none: transfers refused", metavar="ADDRESSES|key:KEYNAME"),
+    S("notify", (), "send NOTIFY (RFC 1996) to this secondary after changes, at most one a "
+      "second, retried until acknowledged", DNS_OPS, shown="none", metavar="HOST:PORT"),
 )  # fmt: skip
 BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -260,6 +274,10 @@ class Config:
     dns_tcp_max_connections: int = _default("dns_tcp_max_connections")
     dns_tcp_max_per_client: int = _default("dns_tcp_max_per_client")
     dot: list[str] = field(default_factory=_fresh("dot"))
+    tsig_keys: list[str] = field(default_factory=_fresh("tsig_keys"))
+    update_allow: list[str] = field(default_factory=_fresh("update_allow"))
+    transfer_allow: list[str] = field(default_factory=_fresh("transfer_allow"))
+    notify: list[str] = field(default_factory=_fresh("notify"))
 
     @property
     def zone(self) -> str:
@@ -315,7 +333,7 @@ def described(config: Config, sources: Mapping[str, str]) -> list[tuple[str, str
         if isinstance(value, bool):
             shown = "on" if value != s.default else "off"
         elif isinstance(value, list):
-            shown = ",".join(value) or '""'
+            shown = ("***" if s.secret and value else ",".join(value)) or '""'
         else:
             shown = "***" if s.secret and value else (str(value) if value != "" else '""')
         rows.append((s.option, shown, sources.get(s.name, DEFAULT)))

@@ -23,8 +23,9 @@ ensure_venv() {  # $1: extras, e.g. "" or "[test]"
 
 ensure_apt() {  # install Debian packages that provide the given commands: cmd:package ...
     local missing=() pair
-    for pair in "$@"; do
-        command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair##*:}")
+    for pair in "$@"; do  # daemons (named) live in /usr/sbin, not on every user's PATH
+        command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] \
+            || missing+=("${pair##*:}")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     local sudo=""

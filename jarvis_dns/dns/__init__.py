@@ -18,6 +18,20 @@
     server.py     UDP, TCP and TLS sockets; only bytes move there
     lookup.py     `jarvis-dns lookup`, a small dig
 
+Beyond queries (off until ``--tsig-key`` / ``--transfer-allow`` / ``--notify``):
+
+    operations.py UPDATE, zone transfers and TSIG-signed messages, handed over by the
+                  responder; the only part that writes (through changes.py)
+    tsig.py       TSIG keys, checking requests and signing replies (dnspython)
+    permits.py    who may update which services, who may transfer (pure)
+    update.py     an RFC 2136 UPDATE -> registry commands, prerequisites (pure)
+    content.py    the zones as whole record lists, as transfers carry them (pure)
+    journal.py    what each change did to the zone, for IXFR (pure)
+    xfr.py        AXFR and IXFR replies as message streams (pure)
+    serial.py     RFC 1982 serial arithmetic (pure)
+    notify.py     when to NOTIFY which secondary (pure, injected clock)
+    notifier.py   sends the NOTIFYs and hears the answers
+
 ``build(discovery, zones, config)`` makes the responder the sockets
 (``jarvis_dns.dns.server.DnsServer``) answer through.
 """

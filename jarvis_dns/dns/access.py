@@ -69,7 +69,7 @@ def address_of(host: str) -> Address | None:
     return address
 
 
-def _within(address: Address, networks: tuple[Network, ...]) -> bool:
+def within(address: Address, networks: tuple[Network, ...]) -> bool:
     return any(address.version == n.version and address in n for n in networks)
 
 
@@ -123,9 +123,9 @@ class Policy:
         address = address_of(host)
         if address is None:  # not an IP peer: nothing to admit it by
             return Admission(allowed=False, limited=False, recursion=False)
-        allowed = _within(address, self.allow)
-        limited = self.limiting and not _within(address, self.exempt)
-        recursion = not self.forwarding or _within(address, self.recursion)
+        allowed = within(address, self.allow)
+        limited = self.limiting and not within(address, self.exempt)
+        recursion = not self.forwarding or within(address, self.recursion)
         if allowed and recursion and not limited:
             return PLAIN
         length = IPV4_PREFIX if address.version == 4 else IPV6_PREFIX

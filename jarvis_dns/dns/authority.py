@@ -54,6 +54,12 @@ class Authority:
             return self._chase(cname, qtype)
         return answer_for(node, qname, qtype, soa, self.records.ttl)
 
+    def rrsets(self, qname: str) -> Node | None:
+        """A normalised name's RRsets as answers show them; None when it does not exist
+        (or no zone of ours contains it). For UPDATE prerequisites and transfers."""
+        origin = self.zone_of(qname)
+        return None if origin is None else self._node(origin, qname)[0]
+
     def zone_of(self, qname: str) -> str | None:
         found = [o for o in (self.zone, *self.zones) if names.in_zone(qname, o)]
         return max(found, key=len) if found else None

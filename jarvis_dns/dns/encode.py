@@ -26,7 +26,6 @@ from jarvis_dns.dns.names import Kind, NameQuery
 from jarvis_dns.dns.packer import Labels, Packer, name_wire
 from jarvis_dns.dns.records import (
     RFC8482_CPU,
-    SERIAL_MODULUS,
     SOA_EXPIRE,
     SOA_REFRESH,
     SOA_RETRY,
@@ -36,6 +35,7 @@ from jarvis_dns.dns.records import (
     srv_weight,
     txt_strings,
 )
+from jarvis_dns.dns.serial import SERIAL_MODULUS
 from jarvis_dns.metrics.dns import outcome
 from jarvis_dns.models import Instance, JSONObject
 
@@ -116,6 +116,7 @@ class HandEncoder:
         self.forwarding = forwarding
         self.udp_limit = udp_limit
         self.static_origins: tuple[str, ...] = ()  # zone files: their names are dnslib's
+        self.transfers = False  # AXFR and IXFR: refused, or declined for operations.py
         self._ns = (names.NS_LABEL.encode(), *self.zone_labels)
         self._hostmaster = (b"hostmaster", *self.zone_labels)
         self._memo: dict[tuple[str, object, bool, int, int, str], tuple[Rec, Rec | None]] = {}
@@ -137,6 +138,8 @@ class HandEncoder:
         if where is _DECLINE:
             return None
         if q.qclass not in (proto.CLASS_IN, proto.CLASS_ANY) or q.qtype in _REFUSED_TYPES:
+            if self.transfers and q.qtype in _REFUSED_TYPES:
+                return None  # operations.py answers transfers
             return self._pack(q, labels, _refused(), limit, turn)
         if where is _OUTSIDE:
             return self._pack(q, labels, _refused(), limit, turn)

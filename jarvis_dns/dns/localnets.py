@@ -22,6 +22,7 @@ import socket
 from collections.abc import Iterable
 from pathlib import Path
 
+from jarvis_dns.config import Config, split_hostport
 from jarvis_dns.dns.access import Network, address_of
 
 ROUTES = Path("/proc/net/route")
@@ -55,6 +56,11 @@ def parse_ipv6_addresses(text: str) -> list[ipaddress.IPv6Network]:
         address = ipaddress.IPv6Address(bytes.fromhex(fields[0]))
         networks.append(ipaddress.IPv6Network((address, int(fields[2], 16)), strict=False))
     return networks
+
+
+def listening_hosts(config: Config) -> list[str]:
+    """The hosts the DNS server binds (``--dns``, ``--dot``)."""
+    return [split_hostport(spec, 0)[0] for spec in (*config.dns, *config.dot)]
 
 
 def own_networks(listening: Iterable[str]) -> list[Network]:

@@ -24,6 +24,7 @@ from dnslib import AAAA, NS, PTR, QTYPE, RCODE, RD, RR, SOA, SRV, TXT, A, DNSLab
 from jarvis_dns.discovery import Discovery, idle_first, tags_of
 from jarvis_dns.dns import names
 from jarvis_dns.dns.names import Kind, NameQuery
+from jarvis_dns.dns.serial import SERIAL_MODULUS
 from jarvis_dns.models import Instance
 
 # RFC 2782: clients use the lowest priority first, so busy instances are only
@@ -38,10 +39,9 @@ BUSY_WEIGHT = 1
 LIMITED_CYCLE = 8
 # RFC 6763 section 6.1: one TXT string is a length byte and at most 255 bytes.
 MAX_TXT_STRING = 255
-# SOA timers matter only to secondaries doing zone transfers, which this server does
-# not offer; the values are conventional and short because the zone changes often.
+# SOA timers matter only to secondaries doing zone transfers (--transfer-allow): short,
+# since the zone changes often; NOTIFY (--notify) tells them sooner still.
 SOA_REFRESH, SOA_RETRY, SOA_EXPIRE = 60, 30, 86400
-SERIAL_MODULUS = 2**32  # RFC 1982 serial numbers are 32 bits
 # RFC 8482 section 4.2: the minimal answer to ANY is one synthesised HINFO.
 RFC8482_CPU = b"RFC8482"
 

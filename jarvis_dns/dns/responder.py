@@ -11,6 +11,11 @@ byte for byte (tests run every DNS test through all three ways).
 ``Forward`` when the name is outside our zones and upstreams are configured; the
 server then asks ``upstream`` and passes the result back through ``forwarded``.
 
+Once ``hand_over_operations`` was called (app.py does, with ``--tsig-key`` or
+``--transfer-allow``), UPDATE messages, AXFR and IXFR questions and TSIG-signed messages
+come back as ``Special``: the server passes them, with the source address, to
+operations.py. Only the dnslib path looks for them, so standard queries pay nothing.
+
 ``changed`` is told of every applied batch: it drops what the batch's services could
 change (their names, ``_services`` when one appeared or went), never everything.
 """
@@ -33,7 +38,8 @@ from jarvis_dns.dns.encode import EVERY, MEMBERS, STATIC, HandEncoder, Made
 from jarvis_dns.dns.packer import name_wire
 from jarvis_dns.dns.proto import BADVERS, CLASSIC_UDP, EDNS_VERSION, HEADER, TCP_MAX
 from jarvis_dns.dns.query import Query, classify
-from jarvis_dns.dns.records import SERIAL_MODULUS, Answer, pick_for_udp, refused
+from jarvis_dns.dns.records import Answer, pick_for_udp, refused
+from jarvis_dns.dns.serial import SERIAL_MODULUS
 from jarvis_dns.dns.upstream import Upstream
 from jarvis_dns.dns.zones import ZoneSet
 from jarvis_dns.metrics import Metrics
@@ -41,6 +47,7 @@ from jarvis_dns.metrics.dns import (
     DNS_ALLOW,
     DROPPED_AT,
     FORWARDED_AT,
+    OPERATION_AT,
     RECURSION,
     REFUSED_AT,
     DnsCounts,
@@ -54,8 +61,9 @@ log = logging.getLogger(__name__)
 # Distinct (name, type) answers kept by the dnslib path. Random names from a scan
 # would otherwise grow the cache without end; past this it simply starts over.
 MAX_CACHED = 50_000
-# Zone transfers are not offered: the registry zone changes too often to mirror.
+# Zone transfers are refused unless operations.py takes them (--transfer-allow).
 _REFUSED_TYPES = frozenset({QTYPE.AXFR, QTYPE.IXFR})
+_UPDATE_OPCODE = 5  # RFC 2136
 _OUTSIDE = Answer(RCODE.REFUSED, authoritative=False)  # cache marker: no zone of ours
 _LIMITED_KINDS = frozenset({names.Kind.SERVICE, names.Kind.SUBTYPE, names.Kind.HOST})
 _SCOPED_KINDS = frozenset(
@@ -85,6 +93,13 @@ class Forward:
     request: DNSRecord
     wire: bytes
     limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Special:
+    """A message for operations.py: UPDATE, a zone transfer, or TSIG-signed."""
+
+    wire: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +171,7 @@ class Responder:
         self.upstream = upstream
         self.forwarding = upstream is not None
         self.udp_limit = udp_limit
+        self.special = False  # UPDATE, transfers and TSIG go to operations.py
         self.discovery: Discovery = authority.records.discovery
         self._cache: dict[tuple[str, int], Answer] = {}
         self._cache_scopes: dict[str, list[tuple[str, int]]] = {}
@@ -226,6 +242,14 @@ class Responder:
         self.authority.records.ns_addresses = list(dict.fromkeys(hosts))
         self.invalidate()
 
+    def hand_over_operations(self) -> None:
+        """From now on answer UPDATE, AXFR, IXFR and TSIG-signed messages with
+        ``Special`` (the server hands them to operations.py)."""
+        self.special = True
+        if self.hand is not None:
+            self.hand.transfers = True
+        self.invalidate()
+
     def _caches(self) -> list[AnswerCache]:
         return [c for c in (self.udp_cache, self.tcp_cache) if c is not None]
 
@@ -236,7 +260,7 @@ class Responder:
 
     def answer(
         self, data: bytes, udp: bool, *, later: bool = False, recursion: bool = True
-    ) -> bytes | Forward | Later | None:
+    ) -> bytes | Forward | Special | Later | None:
         """What to send back for one message (see the module docstring).
 
         later: return ``LATER`` instead of taking the dnslib path, so that the caller
@@ -301,21 +325,28 @@ class Responder:
 
     # -- the dnslib path
 
-    def respond(self, wire: bytes, udp: bool, recursion: bool = True) -> bytes | Forward | None:
+    def respond(
+        self, wire: bytes, udp: bool, recursion: bool = True
+    ) -> bytes | Forward | Special | None:
         reply, at = self._respond_any(wire, udp, recursion)
         self.counts.taken[udp][at] += 1
         return reply
 
     def _respond_any(
         self, wire: bytes, udp: bool, recursion: bool
-    ) -> tuple[bytes | Forward | None, int]:
+    ) -> tuple[bytes | Forward | Special | None, int]:
         """The reply and its outcome (metrics.dns)."""
+        if self.special and _is_update(wire):
+            # Before dnslib, which cannot parse UPDATE's empty RRs.
+            return Special(wire), OPERATION_AT
         try:
             msg = DNSRecord.parse(wire)
         except Exception:  # dnslib raises several kinds on garbage; all mean "drop"
             return None, DROPPED_AT
         if msg.header.qr:
             return None, DROPPED_AT  # a response: answering could start a loop
+        if self.special and _is_special(msg):
+            return Special(wire), OPERATION_AT
         try:
             return self._respond(msg, wire, udp, recursion)
         except Exception:
@@ -361,6 +392,8 @@ class Responder:
     def _dnslib_made(self, q: Query, limit: int, udp: bool, turn: int) -> Made | None:
         """For the answer cache: the dnslib path's reply to a standard query, or None
         for forwarded names. Counts nothing itself."""
+        if self.special and q.qtype in _REFUSED_TYPES:
+            return None  # a transfer: operations.py's, every time
         try:
             msg = DNSRecord.parse(q.data)
             question = msg.questions[0]
@@ -493,6 +526,17 @@ class Responder:
         header.tc = 1
         ar = [EDNS0(udp_len=self.max_udp)] if _edns(forward.request).present else []
         return bytes(DNSRecord(header, questions=forward.request.questions, ar=ar).pack())
+
+
+def _is_update(wire: bytes) -> bool:
+    return len(wire) >= HEADER and (wire[2] & proto.OPCODE_MASK) >> 3 == _UPDATE_OPCODE
+
+
+def _is_special(msg: DNSRecord) -> bool:
+    """A transfer question, or a TSIG record (always the last one, RFC 8945 5.1)."""
+    if len(msg.questions) == 1 and msg.questions[0].qtype in _REFUSED_TYPES:
+        return True
+    return bool(msg.ar) and msg.ar[-1].rtype == QTYPE.TSIG
 
 
 def _outcome(answer: Answer, truncated: bool) -> int:

@@ -26,15 +26,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 from jarvis_dns.config import Config, split_hostport
 from jarvis_dns.discovery import Discovery
 from jarvis_dns.dns.access import PLAIN, Admission, Policy, Sources
 from jarvis_dns.dns.compose import build
-from jarvis_dns.dns.localnets import own_networks
+from jarvis_dns.dns.localnets import listening_hosts, own_networks
+from jarvis_dns.dns.operations import Operations
 from jarvis_dns.dns.proto import frame_size, framed, truncated, without_ra
-from jarvis_dns.dns.responder import LATER, Forward, Later, Responder
+from jarvis_dns.dns.responder import LATER, Forward, Later, Responder, Special
 from jarvis_dns.dns.rrl import SEND, SLIP, RateLimiter
 from jarvis_dns.dns.upstream import Upstream
 from jarvis_dns.errors import ConfigError
@@ -130,9 +132,11 @@ class DnsServer:
         tcp_idle_s: float = TCP_IDLE_S,
         tls: ssl.SSLContext | None = None,
         clock: Callable[[], float] = time.monotonic,
+        operations: Operations | None = None,
     ) -> None:
         """responder: what answers (``dns.build``); events: who tells of registry changes;
-        tls: the context ``--dot`` serves (security.dot_tls); clock: the rate limiter's.
+        tls: the context ``--dot`` serves (security.dot_tls); clock: the rate limiter's;
+        operations: who takes UPDATE, zone transfers and TSIG (None: nobody, as before).
 
         A ``Discovery`` in place of the responder builds one from config (the form
         app.py used before ``dns.build``)."""
@@ -143,7 +147,10 @@ class DnsServer:
         self.responder = responder
         self.tcp_idle_s = tcp_idle_s
         self.tls = tls
-        hosts = [split_hostport(spec, 0)[0] for spec in (*config.dns, *config.dot)]
+        self.operations = operations
+        if operations is not None:
+            responder.hand_over_operations()
+        hosts = listening_hosts(config)
         policy = Policy.from_config(config, responder.forwarding, lambda: own_networks(hosts))
         self.sources = Sources(policy)
         self._rrl = RateLimiter(config.rrl_rps, config.rrl_slip, clock)
@@ -303,6 +310,9 @@ class DnsServer:
             self._spawn_forward(reply, lambda wire: self._send_udp(protocol, wire, addr, source))
         elif isinstance(reply, bytes):
             self._send_udp(protocol, reply, addr, source)
+        elif isinstance(reply, Special):
+            send = partial(self._send_udp, protocol, addr=addr, source=source)
+            self._spawn_special(reply, addr[0], send)
 
     def _screen_udp(self, data: bytes, addr: Any) -> bytes | Later | None:
         """datagram_received's answer for a client not known to be PLAIN."""
@@ -341,7 +351,7 @@ class DnsServer:
 
     # -- who asks
 
-    def _reply(self, data: bytes, udp: bool, source: Admission) -> bytes | Forward | None:
+    def _reply(self, data: bytes, udp: bool, source: Admission) -> bytes | Forward | Special | None:
         """The answer to a message (the dnslib path included), as this client gets it."""
         if source is PLAIN:
             return self.answer(data, udp)
@@ -350,7 +360,7 @@ class DnsServer:
 
     def _screened(
         self, data: bytes, udp: bool, source: Admission, later: bool = False
-    ) -> bytes | Forward | Later | None:
+    ) -> bytes | Forward | Special | Later | None:
         """The answer for a client that is not PLAIN, before rate limiting."""
         if not source.allowed:
             return self.responder.refuse(data, udp)
@@ -382,6 +392,45 @@ class DnsServer:
             log.exception("forwarding failed")
             self._counts.errors.inc()
 
+    # -- UPDATE, transfers, TSIG (operations.py)
+
+    def _spawn_special(self, special: Special, source: str, send: Callable[[bytes], None]) -> None:
+        """Over UDP: one reply (an UPDATE waits for its commit), sent when it is ready."""
+        if len(self._forwards) >= MAX_FORWARDS_IN_FLIGHT:
+            self._counts.dropped.inc("forwards")  # the same bound as forwarded queries
+            return
+        task = asyncio.get_running_loop().create_task(self._special_udp(special, source, send))
+        self._forwards.add(task)
+        task.add_done_callback(self._forwards.discard)
+
+    async def _special_udp(
+        self, special: Special, source: str, send: Callable[[bytes], None]
+    ) -> None:
+        assert self.operations is not None
+        try:
+            async for wire in self.operations.handle(special.wire, source, udp=True):
+                send(wire)
+                break  # UDP carries one message; AXFR over UDP is refused anyway
+        except Exception:
+            log.exception("DNS operation from %s failed", source)
+            self._counts.errors.inc()
+
+    async def _special_tcp(
+        self, special: Special, source: str, writer: asyncio.StreamWriter
+    ) -> None:
+        """Over TCP: every message (a transfer's many), each written in turn."""
+        assert self.operations is not None
+        try:
+            async for wire in self.operations.handle(special.wire, source, udp=False):
+                writer.write(framed(wire))
+                async with asyncio.timeout(TCP_READ_S):
+                    await writer.drain()
+        except (OSError, TimeoutError):
+            raise  # the connection is gone: _on_tcp closes it
+        except Exception:
+            log.exception("DNS operation from %s failed", source)
+            self._counts.errors.inc()
+
     # -- TCP
 
     async def _on_tcp(
@@ -402,7 +451,7 @@ class DnsServer:
             self._counts.tls_connections.inc()
         pending: set[asyncio.Task[None]] = set()
         try:
-            await self._serve_tcp(reader, writer, conn, pending, self.sources[client])
+            await self._serve_tcp(reader, writer, conn, pending, client)
         except (OSError, asyncio.IncompleteReadError, TimeoutError):
             pass  # the client left, sent a short message, or went quiet
         except asyncio.CancelledError:
@@ -422,8 +471,9 @@ class DnsServer:
         writer: asyncio.StreamWriter,
         conn: _Connection,
         pending: set[asyncio.Task[None]],
-        source: Admission,
+        client: str,
     ) -> None:
+        source = self.sources[client]
         while not self._stopping:
             conn.idle = True
             async with asyncio.timeout(self.tcp_idle_s):
@@ -436,10 +486,12 @@ class DnsServer:
                 await self._pipeline(reply, writer, pending)
             elif isinstance(reply, bytes):
                 writer.write(framed(reply))
+            elif isinstance(reply, Special):
+                await self._special_tcp(reply, client, writer)
             async with asyncio.timeout(TCP_READ_S):
                 await writer.drain()
 
-    def answer(self, data: bytes, udp: bool) -> bytes | Forward | None:
+    def answer(self, data: bytes, udp: bool) -> bytes | Forward | Special | None:
         """What the sockets answer to one message (for tests: no socket needed)."""
         reply = self.responder.answer(data, udp)
         return None if reply is LATER else reply

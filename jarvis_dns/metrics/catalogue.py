@@ -52,7 +52,8 @@ CATALOGUE: tuple[Spec, ...] = (
         "jarvis_dns_queries_total",
         C,
         "DNS messages taken, by transport and the rcode answered (forwarded: handed to "
-        "the upstreams; dropped: not a query, no answer)",
+        "the upstreams; dropped: not a query, no answer; operation: UPDATE, a zone transfer "
+        "or TSIG-signed)",
         ("transport", "rcode"),
     ),
     Spec(
@@ -80,7 +81,8 @@ CATALOGUE: tuple[Spec, ...] = (
         "jarvis_dns_dropped_total",
         C,
         "DNS work shed under load: backlog (UDP queries never taken), send_buffer (an "
-        "answer the socket could not take), forwards (too many upstream queries out)",
+        "answer the socket could not take), forwards (too many upstream queries or DNS "
+        "operations out)",
         ("reason",),
     ),
     Spec("jarvis_dns_tcp_connections_total", C, "DNS TCP connections accepted (TLS too)"),
@@ -99,6 +101,14 @@ CATALOGUE: tuple[Spec, ...] = (
         ("verdict",),
     ),
     Spec("jarvis_dns_rrl_accounts", G, "client networks response-rate limiting counts for"),
+    Spec(
+        "jarvis_dns_operations_total",
+        C,
+        'what became of UPDATE, zone-transfer and TSIG-signed messages (rcode="operation" '
+        "in jarvis_dns_queries_total): updates, updates_refused, axfr, ixfr, ixfr_full, "
+        "transfers_refused, tsig_errors, formerr, dropped",
+        ("kind",),
+    ),
     Spec("jarvis_dns_tcp_rejected_total", C, "DNS TCP connections refused over the limit"),
     Spec("jarvis_dns_errors_total", C, "DNS messages that met a bug (each is logged)"),
     Spec("jarvis_dns_tcp_open", G, "DNS TCP connections open"),

@@ -22,7 +22,9 @@ from jarvis_dns.metrics.families import Metrics, Sample
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
           5: "REFUSED", 16: "BADVERS"}  # fmt: skip
 OTHER = "OTHER"  # an rcode none of our paths answers with; counted rather than lost
-FORWARDED, DROPPED = "forwarded", "dropped"
+# Not rcodes: handed to the upstreams; not a query (no answer); UPDATE, zone transfers
+# and TSIG-signed messages, handed to operations.py (which counts what became of them).
+FORWARDED, DROPPED, OPERATION = "forwarded", "dropped", "operation"
 TRANSPORTS = ("tcp", "udp")  # indexed by the ``udp`` flag the hot path already has
 
 
@@ -36,6 +38,7 @@ class Outcome:
 OUTCOMES: tuple[Outcome, ...] = (
     Outcome(FORWARDED),
     Outcome(DROPPED),
+    Outcome(OPERATION),
     *(
         Outcome(name, nodata, truncated)
         for name in (*RCODES.values(), OTHER)
@@ -46,12 +49,17 @@ OUTCOMES: tuple[Outcome, ...] = (
 _INDEX = {(o.rcode, o.nodata, o.truncated): i for i, o in enumerate(OUTCOMES)}
 FORWARDED_AT = _INDEX[(FORWARDED, False, False)]
 DROPPED_AT = _INDEX[(DROPPED, False, False)]
+OPERATION_AT = _INDEX[(OPERATION, False, False)]
 REFUSED_AT = _INDEX[("REFUSED", False, False)]
 # Why a client was REFUSED for its address (access.py): not in --dns-allow; a name to
 # forward, not in --recursion-allow.
 DNS_ALLOW, RECURSION = "dns_allow", "recursion_allow"
 # What response-rate limiting did with an answer over --rrl-rps (rrl.py).
 SLIPPED, RRL_DROPPED = "slipped", "dropped"
+# What operations.py made of the messages handed to it; "formerr" and "dropped" also
+# count in the "dns" object's formerr and dropped, as answers of those kinds.
+OPERATIONS = ("updates", "updates_refused", "axfr", "ixfr", "ixfr_full",
+              "transfers_refused", "tsig_errors", "formerr", "dropped")  # fmt: skip
 
 
 def outcome(rcode: int, answered: bool, truncated: bool) -> int:
@@ -81,6 +89,8 @@ class DnsCounts:
         self.refusals.start(DNS_ALLOW, RECURSION)
         self.rrl = metrics.counter("jarvis_dns_rrl_total")
         self.rrl.start(SLIPPED, RRL_DROPPED)
+        self.operations = metrics.counter("jarvis_dns_operations_total")
+        self.operations.start(*OPERATIONS)
         self.errors = metrics.counter("jarvis_dns_errors_total")
         metrics.reading("jarvis_dns_queries_total", self._queries)
         metrics.reading("jarvis_dns_cache_hits_total", self._hits)
@@ -131,8 +141,8 @@ class DnsCounts:
             "queries_udp": self.queries(True),
             "queries_tcp": self.queries(False),
             "cache_hits": sum(map(sum, self.hits)),
-            "dropped": rcode(DROPPED),
-            "formerr": rcode("FORMERR"),
+            "dropped": rcode(DROPPED) + self._operation("dropped"),
+            "formerr": rcode("FORMERR") + self._operation("formerr"),
             "notimp": rcode("NOTIMP"),
             "refused": rcode("REFUSED"),
             "nxdomain": rcode("NXDOMAIN"),
@@ -154,4 +164,8 @@ class DnsCounts:
             "rrl_slipped": int(self.rrl.get(SLIPPED)),
             "rrl_dropped": int(self.rrl.get(RRL_DROPPED)),
             "errors": int(self.errors.get()),
+            **{kind: self._operation(kind) for kind in OPERATIONS[:-2]},
         }
+
+    def _operation(self, kind: str) -> int:
+        return int(self.operations.get(kind))

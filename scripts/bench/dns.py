@@ -1,7 +1,9 @@
 """DNS benchmark: dnsperf against jarvis-dns and against dnsmasq (C) serving the same
 records, in the same run; jarvis-dns with its answer cache off (the hand-encoded miss
 path alone); DNS while busy status churns over HTTP (0, 100 and 1,000 flips a second
-against 100 services x 10 instances); then jarvis-dns again with 100,000 instances.
+against 100 services x 10 instances); then jarvis-dns again with 100,000 instances, and
+the AXFR of that zone; and BIND 9 as a secondary: how soon after a change it answers it
+(NOTIFY, then IXFR), change by change and after a burst.
 
     .venv/bin/python scripts/bench/dns.py [--seconds 10] [--quick] [--only churn]
 """
@@ -15,11 +17,13 @@ sys.path.append(sys.path.pop(0))  # this file is dns.py: keep dnspython's `dns` 
 import argparse
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -315,7 +319,7 @@ def run(seconds: float, big: int) -> str:
             stop(bare)
         big_fleet = instances(big, big // 100)
         seed_sqlite(large, big_fleet)
-        ours, port = jarvis(large)
+        ours, port = jarvis(large, *XFR_ARGS)
         try:
             types = big // 100
             queries = [
@@ -328,6 +332,7 @@ def run(seconds: float, big: int) -> str:
                 )
             ]
             at_size = dnsperf(port, queries, seconds)
+            transfers = [axfr(port) for _ in range(2)]
         finally:
             stop(ours)
     small_mix = rows[-1][1]
@@ -357,7 +362,150 @@ def run(seconds: float, big: int) -> str:
         f"100-instance answers truncated to fit 512 bytes): {at_size.qps:,.0f} q/s, "
         f"{at_size.lost} lost — {at_size.qps / small_mix.qps:.2f} x the small mix."
     )
+    lines.append("")
+    (cold, records, messages, size), (warm, *_) = transfers
+    lines.append(
+        f"AXFR of that zone (`dig -y ... AXFR`, TSIG on every message): {records:,} records "
+        f"in {messages:,} messages ({size / 1e6:.1f} MB) in {cold:.2f} s, again {warm:.2f} s."
+    )
     return "\n".join(lines)
+
+
+# -- zone transfers and NOTIFY --------------------------------------------------
+
+XFR_SECRET = "YmVuY2htYXJrIHRyYW5zZmVyIGtleSwgMzIgYnl0ZXM="
+XFR_ARGS = ("--tsig-key", f"xfr:hmac-sha256:{XFR_SECRET}", "--transfer-allow", "key:xfr")
+NOTIFY_SAMPLES = 40
+NOTIFY_SPACING_S = 1.2  # past the 1 s coalescing window: each NOTIFY leaves at once
+BURST = 1000  # registrations in a burst, then: how long until the secondary has them all
+NAMED = shutil.which("named") or "/usr/sbin/named"
+
+
+def axfr(port: int) -> tuple[float, int, int, int]:
+    """Seconds, records, messages and bytes of a signed AXFR of the registry zone."""
+    argv = ["dig", "-y", f"hmac-sha256:xfr:{XFR_SECRET}", "@127.0.0.1", "-p", str(port)]
+    started = time.monotonic()
+    out = subprocess.run(
+        [*argv, ZONE, "AXFR", "+noall", "+stats"], capture_output=True, text=True, check=True
+    ).stdout
+    took = time.monotonic() - started
+    found = re.search(r"XFR size: (\d+) records \(messages (\d+), bytes (\d+)\)", out)
+    if found is None:
+        raise RuntimeError(f"AXFR failed: {out}")
+    records, messages, size = (int(g) for g in found.groups())
+    return took, records, messages, size
+
+
+def named(directory: str, port: int, primary: int) -> subprocess.Popen[bytes]:
+    """BIND 9 as a secondary of jarvis-dns on loopback, as the README configures it."""
+    conf = Path(directory) / "named.conf"
+    conf.write_text(
+        f"""options {{
+    directory "{directory}"; pid-file "{directory}/named.pid";
+    session-keyfile "{directory}/session.key"; listen-on port {port} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }}; recursion no; dnssec-validation no; notify no;
+}};
+controls {{ }};
+key "xfr" {{ algorithm hmac-sha256; secret "{XFR_SECRET}"; }};
+zone "{ZONE}" {{
+    type secondary; primaries port {primary} {{ 127.0.0.1 key xfr; }}; file "zone.db";
+    max-records-per-type 0;
+}};
+"""
+    )
+    argv = [NAMED, "-g", "-4", "-n", "1", "-c", str(conf)]
+    return subprocess.Popen(
+        pinned(LOAD_CPU, argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def _soa_serial(port: int) -> int | None:
+    import dns.message
+    import dns.query
+
+    query = dns.message.make_query(ZONE, "SOA")
+    try:
+        reply = dns.query.udp(query, "127.0.0.1", port=port, timeout=0.5)
+    except Exception:
+        return None
+    return int(reply.answer[0][0].serial) if reply.answer else None
+
+
+def _until(check: Callable[[], bool], timeout: float = 30.0) -> float:
+    """Seconds until check() holds, asking every millisecond or so."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout:
+            raise RuntimeError("the secondary did not follow")
+        time.sleep(0.001)
+    return time.monotonic() - started
+
+
+@dataclass
+class Follow:
+    samples: int
+    p50_ms: float
+    p99_ms: float
+    burst_sent_s: float  # BURST registrations, one after the other over HTTP
+    burst_s: float  # after the last of them was answered, until BIND had them all
+
+
+def notify_latency(samples: int) -> Follow:
+    """Busy flips over HTTP, NOTIFY_SPACING_S apart; each timed from the HTTP answer to
+    BIND answering the new SRV priority. Then a burst of registrations."""
+    import httpx
+
+    with tempfile.TemporaryDirectory() as data, tempfile.TemporaryDirectory() as bind_dir:
+        http, secondary = free_port(), free_port()
+        ours, port = jarvis(
+            data, "--store", "memory://", *XFR_ARGS, "--notify", f"127.0.0.1:{secondary}",
+            http=http,
+        )  # fmt: skip
+        bind = named(bind_dir, secondary, port)
+        try:
+            url = f"http://127.0.0.1:{http}"
+            _until(lambda: _soa_serial(secondary) == 0)
+            with httpx.Client(base_url=url, timeout=10) as client:
+                body = {"service_type": "lat", "instance_id": 1, "host": "10.0.0.1", "port": 80}
+                client.post("/v1/instances", json={**body, "ttl_s": 3600}).raise_for_status()
+                latencies = []
+                for k in range(samples):
+                    time.sleep(NOTIFY_SPACING_S)
+                    reply = client.put(
+                        "/v1/services/lat/instances/1/status", json={"busy": k % 2 == 0}
+                    )
+                    index = int(reply.headers["X-Jarvis-Index"])
+                    latencies.append(_until(lambda i=index: _soa_serial(secondary) == i))
+                started = time.monotonic()
+                for i in range(BURST):
+                    spec = {**body, "instance_id": 100 + i, "ttl_s": 3600}
+                    client.post("/v1/instances", json=spec).raise_for_status()
+                sent = time.monotonic() - started
+                index = int(client.get("/v1/health").json()["index"])
+                burst = _until(lambda: _soa_serial(secondary) == index)
+        finally:
+            stop(bind)
+            stop(ours)
+    latencies.sort()
+    return Follow(
+        samples,
+        latencies[len(latencies) // 2] * 1000,
+        latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+        sent,
+        burst,
+    )
+
+
+def follow_text(follow: Follow) -> str:
+    return (
+        f"BIND 9 ({NAMED}) as a secondary with the README's stanza (TSIG key, NOTIFY from "
+        f"`--notify`): {follow.samples} busy flips over HTTP, {NOTIFY_SPACING_S} s apart "
+        "(past the one-a-second NOTIFY coalescing, so each NOTIFY leaves at once), each timed "
+        "from the HTTP answer until BIND serves the new serial (NOTIFY, SOA query, IXFR): "
+        f"p50 {follow.p50_ms:.0f} ms, p99 {follow.p99_ms:.0f} ms. Then {BURST:,} registrations "
+        f"sent one after the other ({follow.burst_sent_s:.1f} s): BIND served all of them "
+        f"{follow.burst_s * 1000:.0f} ms after the last was answered."
+    )
 
 
 def main() -> None:
@@ -372,7 +520,7 @@ def main() -> None:
         "(printed; run from another checkout's folder to measure that checkout's server)",
     )
     args = parser.parse_args()
-    for tool in ("dnsperf", "dnsmasq"):
+    for tool in ("dnsperf", "dnsmasq", "named", "dig"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
             sys.exit(f"{tool} is missing: apt-get install {tool}")
     seconds, big = (1, 2000) if args.quick else (args.seconds, args.instances)
@@ -391,6 +539,7 @@ def main() -> None:
         print(churned)
         return
     table = run(seconds, big)
+    follow = notify_latency(5 if args.quick else NOTIFY_SAMPLES)
     command = "scripts/bench/dns.py" + (" --quick" if args.quick else "")
     text = header("DNS: jarvis-dns against dnsmasq", command) + (
         f"\ndnsperf ({seconds} s each, 8 clients, 200 outstanding) pinned to core {LOAD_CPU}; "
@@ -407,6 +556,7 @@ def main() -> None:
         f"{CHURN_CONNECTIONS} keep-alive connections), "
         "round robin over the fleet, at the asked rate. jarvis-dns answers both on its one "
         f"core.\n\n{churned}"
+        f"\n\n### A secondary following the registry\n\n{follow_text(follow)}"
     )
     if not args.quick:
         rates, perfs = [r for r, _, _ in rows], [perf.qps for _, perf, _ in rows]
