@@ -92,7 +92,7 @@ class Server:
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[Server]:
-    parsed = config_from_args(build_parser().parse_args(["serve", *serve_args()]))
+    parsed, _ = config_from_args(build_parser().parse_args(["serve", *serve_args()]), {})
     config = app_config(
         tmp_path,
         tsig_keys=[*parsed.tsig_keys, f"ops-key:hmac-sha512:{SECRET}"],
