@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -160,10 +161,10 @@ def live_server(tmp_path: Path) -> Iterator[Any]:
     server.kill()
 
 
-def serve_refused(tmp_path: Path, *flags: str) -> list[str]:
+def serve_refused(tmp_path: Path, *flags: str, env: dict[str, str] | None = None) -> list[str]:
     """`jarvis-dns serve` with settings that must stop it at start (on free loopback
-    ports, memory://; `flags` come last, so they win): what it printed to stderr, after
-    checking it exited with status 2."""
+    ports, memory://; `flags` come last, so they win; `env` adds JARVIS_DNS_* variables):
+    what it printed to stderr, after checking it exited with status 2."""
     http, dns = free_ports(2)
     args = ["--http", f"127.0.0.1:{http}", "--dns", f"127.0.0.1:{dns}"]
     args += ["--data-dir", str(tmp_path), "--store", "memory://", *flags]
@@ -172,6 +173,7 @@ def serve_refused(tmp_path: Path, *flags: str) -> list[str]:
         capture_output=True,
         text=True,
         timeout=30,
+        env={**os.environ, **(env or {})},
     )
     assert done.returncode == 2, done.stderr
     return done.stderr.strip().splitlines()

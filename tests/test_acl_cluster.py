@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import running_app
 from etcd_cluster import EtcdCluster, running
 
 from jarvis_dns import acl
@@ -44,13 +45,8 @@ async def node(etcd: EtcdCluster, tmp_path: Path, name: str) -> AsyncIterator[Ap
         acl_bootstrap_token=BOOT,
         acl_refresh_s=REFRESH_S,
     )
-    app = App(cfg)
-    await app.start()
-    try:
+    async with running_app(cfg) as app:
         yield app
-    finally:
-        await app.stop()
-        await app.close()
 
 
 async def status_within(c: httpx.AsyncClient, secret: str, want: int, seconds: float) -> int:

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import random
 import re
 import shlex
 import shutil
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +23,7 @@ import dns.tsigkeyring
 import dns.update
 import httpx
 import pytest
-from conftest import app_config, free_ports, running_app
+from conftest import app_config, running_app, serve_refused
 
 from jarvis_dns.cli import build_parser, config_from_args
 from jarvis_dns.dns import tsig
@@ -404,16 +401,5 @@ async def test_mangled_messages_never_break_the_server(server: Server) -> None:
 def test_serve_refuses_bad_keys_and_rules_with_one_line(
     tmp_path: Path, flags: list[str], env: dict[str, str], says: str
 ) -> None:
-    http, port = free_ports(2)
-    args = ["--http", f"127.0.0.1:{http}", "--dns", f"127.0.0.1:{port}"]
-    args += ["--data-dir", str(tmp_path), "--store", "memory://", *flags]
-    done = subprocess.run(
-        [sys.executable, "-m", "jarvis_dns", "serve", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, **env},
-    )
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and says in lines[0], done.stderr
+    lines = serve_refused(tmp_path, *flags, env=env)
+    assert len(lines) == 1 and says in lines[0], lines
