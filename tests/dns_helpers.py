@@ -15,6 +15,7 @@ import dns.exception
 import dns.message
 import dns.rcode
 import dns.rdatatype
+import dns.zone
 import pytest
 from conftest import free_port
 from ledger import Ledger
@@ -233,3 +234,14 @@ async def dnsmasq(binary: str, *options: str) -> AsyncIterator[int]:
             proc.terminate()
             proc.wait(timeout=5)
     raise AssertionError("dnsmasq exited at start 5 times (ports taken?)")
+
+
+def records(zone: dns.zone.Zone) -> set[str]:
+    """Every record, names absolute."""
+    origin = zone.origin
+    return {
+        f"{name.derelativize(origin)} {rdataset.ttl} {dns.rdatatype.to_text(rdataset.rdtype)} "
+        + rd.to_text(origin=origin, relativize=False)
+        for name, rdataset in zone.iterate_rdatasets()
+        for rd in rdataset
+    }

@@ -23,6 +23,7 @@ import dns.xfr
 import dns.zone
 import pytest
 from conftest import app_config, running_app
+from dns_helpers import records
 
 from jarvis_dns.models import InstanceSpec, Status
 
@@ -91,17 +92,6 @@ async def server(tmp_path: Path) -> AsyncIterator[Server]:
     )
     async with running_app(config) as app:
         yield Server(app)
-
-
-def records(zone: dns.zone.Zone) -> set[str]:
-    """Every record, names absolute."""
-    origin = zone.origin
-    return {
-        f"{name.derelativize(origin)} {rdataset.ttl} {dns.rdatatype.to_text(rdataset.rdtype)} "
-        + rd.to_text(origin=origin, relativize=False)
-        for name, rdataset in zone.iterate_rdatasets()
-        for rd in rdataset
-    }
 
 
 def fresh() -> dns.versioned.Zone:
