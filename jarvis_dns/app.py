@@ -39,7 +39,8 @@ from jarvis_dns.errors import ConfigError, JarvisError
 from jarvis_dns.gate import Gate
 from jarvis_dns.health import HealthMonitor
 from jarvis_dns.http.blocking import IndexWaiter
-from jarvis_dns.http.common import Context, Hooks
+from jarvis_dns.http.common import CONTEXT, Context, Hooks
+from jarvis_dns.http.lane import Lane
 from jarvis_dns.http.routes import make_web_app
 from jarvis_dns.http.site import GuardedSite
 from jarvis_dns.metrics import Metrics
@@ -255,7 +256,17 @@ class App:
             keepalive_timeout=cfg.http_idle_timeout_s,
         )
         await self._runner.setup()
-        site = GuardedSite(self._runner, host, port, self.http_gate, cfg.http_read_timeout_s, tls)
+        lane = Lane(self._runner.app[CONTEXT]) if cfg.http_fast_lane else None
+        site = GuardedSite(
+            self._runner,
+            host,
+            port,
+            self.http_gate,
+            cfg.http_read_timeout_s,
+            tls,
+            lane=lane,
+            max_body=cfg.max_body_bytes,
+        )
         try:
             await site.start()
         except OSError as exc:

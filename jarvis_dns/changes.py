@@ -135,23 +135,37 @@ class Changes:
         busy: bool | None = None,
         metrics: JSONObject | None = None,
     ) -> Instance:
-        command = Heartbeat(service_type, instance_id, busy, metrics)
-        if command.key not in self._locks:
-            # The hot path: nothing in flight for this instance, and a beat that changes
-            # nothing but liveness needs no commit and no lock.
-            try:
-                planned = plan(self.view, command, self._clock())
-            except NotFound:
-                if not self.store.echoes:
-                    raise
-                planned = None  # run() first catches up with the other nodes
-            if isinstance(planned, Touch):
-                self._beats.inc(service_type)  # after the plan: only known services count
-                return self._touch(planned)
-        inst = await self.run(command)
+        inst = self.beat_now(service_type, instance_id, busy, metrics)
+        if inst is not None:
+            return inst
+        inst = await self.run(Heartbeat(service_type, instance_id, busy, metrics))
         assert inst is not None
         self._beats.inc(service_type)
         return inst
+
+    def beat_now(
+        self,
+        service_type: str,
+        instance_id: InstanceId,
+        busy: bool | None = None,
+        metrics: JSONObject | None = None,
+    ) -> Instance | None:
+        """The hot path of heartbeat(), without awaiting: with nothing in flight for
+        the instance, a beat that changes nothing but liveness needs no commit and no
+        lock. None: this beat needs heartbeat()."""
+        command = Heartbeat(service_type, instance_id, busy, metrics)
+        if command.key in self._locks:
+            return None
+        try:
+            planned = plan(self.view, command, self._clock())
+        except NotFound:
+            if not self.store.echoes:
+                raise
+            return None  # heartbeat() first catches up with the other nodes
+        if not isinstance(planned, Touch):
+            return None
+        self._beats.inc(service_type)  # after the plan: only known services count
+        return self._touch(planned)
 
     async def set_status(
         self,

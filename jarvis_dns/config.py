@@ -162,6 +162,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("tls_client_ca", "", "PEM CA bundle: require client certificates it signed", SEC,
       shown="none"),
     # -- limits
+    S("http_fast_lane", True, "answer heartbeats and busy flips through aiohttp's request "
+      "objects too (slower; for comparison)", LIMITS, flag="--no-http-fast-lane"),
     S("http_max_connections", 4096, "open HTTP connections in all", LIMITS),
     S("http_max_connections_per_client", 256, "open HTTP connections per client address",
       LIMITS),
@@ -258,6 +260,7 @@ class Config:
     tls_cert: str = _default("tls_cert")
     tls_key: str = _default("tls_key")
     tls_client_ca: str = _default("tls_client_ca")
+    http_fast_lane: bool = _default("http_fast_lane")
     http_max_connections: int = _default("http_max_connections")
     http_max_connections_per_client: int = _default("http_max_connections_per_client")
     http_read_timeout_s: float = _default("http_read_timeout_s")

@@ -31,7 +31,8 @@ from jarvis_dns.http.common import (
     shown,
 )
 from jarvis_dns.metrics import exposition
-from jarvis_dns.models import InstanceId, JSONObject
+from jarvis_dns.models import Instance, InstanceId, JSONObject, Status
+from jarvis_dns.registry import View
 
 HEARTBEAT_FIELDS = frozenset({"busy", "metrics"})
 STATUS_FIELDS = frozenset({"busy", "status"})
@@ -143,39 +144,59 @@ async def deregister(request: web.Request) -> web.Response:
 
 
 async def heartbeat(request: web.Request) -> web.Response:
-    """The hottest route (every instance, every 10 s): kept lean on purpose."""
+    """The hottest route (every instance, every 10 s): kept lean on purpose; the fast
+    lane (lane.py) answers most beats below aiohttp with the same pieces."""
     raw = await read_body(request)
-    body = validate.require_object(parse_json(request, raw, optional=True))
-    if body.keys() - HEARTBEAT_FIELDS:
-        validate.only_fields(body, HEARTBEAT_FIELDS)
-    busy, metrics = validate.optional_busy(body), validate.optional_metrics(body, len(raw))
+    busy, metrics = heartbeat_fields(raw, parse_json(request, raw, optional=True))
     ctx = context(request)
     info = request.match_info
-    # A name the registry holds as sent is valid by construction: one lookup, no regex;
-    # anything else is validated (400) before it can be a 404.
-    known = ctx.view.find(info["svc"], info["id"]) is not None
-    svc, iid = (info["svc"], info["id"]) if known else _ids(request)
+    svc, iid = heartbeat_ids(ctx.view, info["svc"], info["id"])
     may_write(request, svc)
     inst = await ctx.changes.heartbeat(svc, iid, busy=busy, metrics=metrics)
-    # Formatted by hand: three scalars do not need a JSON encoder per beat.
-    text = (
+    headers = {"X-Jarvis-Index": str(inst.modify_index)}
+    return web.Response(text=beat_text(inst), content_type="application/json", headers=headers)
+
+
+def heartbeat_fields(raw: bytes, body: Any) -> tuple[bool | None, JSONObject | None]:
+    """A heartbeat body's busy and metrics (each None when not sent)."""
+    body = validate.require_object(body)
+    if body.keys() - HEARTBEAT_FIELDS:
+        validate.only_fields(body, HEARTBEAT_FIELDS)
+    return validate.optional_busy(body), validate.optional_metrics(body, len(raw))
+
+
+def heartbeat_ids(view: View, svc: str, iid: str) -> tuple[str, InstanceId]:
+    """A name the registry holds as sent is valid by construction: one lookup, no
+    regex; anything else is validated (400) before it can be a 404."""
+    if view.find(svc, iid) is not None:
+        return svc, iid
+    return validate.service_type(svc), validate.instance_id(iid)
+
+
+def beat_text(inst: Instance) -> str:
+    """A heartbeat's answer, formatted by hand: three scalars need no JSON encoder."""
+    return (
         f'{{"status":"{inst.status.value}","busy":{"true" if inst.busy else "false"},'
         f'"ttl_s":{inst.ttl_s!r}}}'
     )
-    headers = {"X-Jarvis-Index": str(inst.modify_index)}
-    return web.Response(text=text, content_type="application/json", headers=headers)
 
 
 async def set_status(request: web.Request) -> web.Response:
     svc, iid = _ids(request)
     may_write(request, svc)
-    body = validate.require_object(await read_json(request))
+    busy, status = status_fields(await read_json(request))
+    inst = await context(request).changes.set_status(svc, iid, status=status, busy=busy)
+    return json_text_response(inst.to_json(), index=inst.modify_index)
+
+
+def status_fields(body: Any) -> tuple[bool | None, Status | None]:
+    """A status body's busy and status; at least one of them."""
+    body = validate.require_object(body)
     validate.only_fields(body, STATUS_FIELDS)
     busy, status = validate.optional_busy(body), validate.optional_status(body)
     if busy is None and status is None:
         raise ValidationError("give busy or status", field="status")
-    inst = await context(request).changes.set_status(svc, iid, status=status, busy=busy)
-    return json_text_response(inst.to_json(), index=inst.modify_index)
+    return busy, status
 
 
 def parse_discover(body: Any) -> tuple[str, str, matching.Predicate, str, str | None]:
@@ -276,21 +297,26 @@ async def openapi(request: web.Request) -> web.Response:
     return web.Response(text=openapi_text(), content_type="application/json")
 
 
+INSTANCE = "/v1/services/{svc}/instances/{id}"
+HEARTBEAT = INSTANCE + "/heartbeat"
+STATUS = INSTANCE + "/status"
+
+
 def add_routes(app: web.Application) -> None:
-    instance = "/v1/services/{svc}/instances/{id}"
+    instance = INSTANCE
     add_guarded(
         app,
         [
             # The router tries routes in order: the heartbeat, by far the most frequent
-            # request, goes first.
-            ("PUT", instance + "/heartbeat", heartbeat),
+            # request, goes first, then the busy flip.
+            ("PUT", HEARTBEAT, heartbeat),
+            ("PUT", STATUS, set_status),
             ("POST", "/v1/instances", register),
             ("GET", "/v1/services", list_services),
             ("GET", "/v1/services/{svc}", get_service),
             ("GET", "/v1/services/{svc}/dns", service_dns),
             ("GET", instance, get_instance),
             ("DELETE", instance, deregister),
-            ("PUT", instance + "/status", set_status),
             ("POST", "/v1/discover", discover),
             ("GET", "/v1/events", events),
             ("GET", "/v1/health", health),

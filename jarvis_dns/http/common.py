@@ -191,11 +191,17 @@ async def read_json(request: web.Request, optional: bool = False) -> Any:
 
 
 def parse_json(request: web.Request, raw: bytes, optional: bool = False) -> Any:
+    if raw.strip():
+        _check_content_type(request)
+    return decode_body(raw, optional)
+
+
+def decode_body(raw: bytes, optional: bool = False) -> Any:
+    """A body's JSON; {} when optional and empty."""
     if not raw.strip():
         if optional:
             return {}
         raise ValidationError("a JSON body is required", field="body")
-    _check_content_type(request)
     try:
         return jsontext.decode(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -247,23 +253,28 @@ async def _answered(handler: Handler, request: web.Request) -> web.StreamRespons
     """The handler's answer, with every error as JSON (web.HTTPException < 400 raised)."""
     try:
         return await handler(request)
-    except RequestError as exc:
-        return error_response(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return http_error(exc.status, exc.reason)
-    except StoreError as exc:
-        log.error("store failure on %s %s: %s", request.method, request.path, exc)
-        body = {"error": {"code": "store_unavailable", "message": str(exc)}}
-        return json_response(body, status=503)
-    except JarvisError as exc:
-        log.error("error on %s %s: %s", request.method, request.path, exc)
-        return json_response({"error": {"code": "error", "message": str(exc)}}, status=500)
-    except Exception:  # a bug: logged with its traceback, answered as JSON, server lives
-        log.exception("unexpected error on %s %s", request.method, request.path)
-        body = {"error": {"code": "internal", "message": "internal error (logged)"}}
-        return json_response(body, status=500)
+    except Exception as exc:
+        status, body = error_answer(exc, request.method, request.path)
+        return json_response(body, status=status)
+
+
+def error_answer(exc: Exception, method: str, path: str) -> tuple[int, dict[str, Any]]:
+    """The status and JSON body an error is answered with (logged unless the client's)."""
+    if isinstance(exc, RequestError):
+        return exc.status, exc.to_dict()
+    if isinstance(exc, StoreError):
+        log.error("store failure on %s %s: %s", method, path, exc)
+        return 503, {"error": {"code": "store_unavailable", "message": str(exc)}}
+    if isinstance(exc, JarvisError):
+        log.error("error on %s %s: %s", method, path, exc)
+        return 500, {"error": {"code": "error", "message": str(exc)}}
+    # A bug: logged with its traceback, answered as JSON, and the server lives on.
+    log.error("unexpected error on %s %s", method, path, exc_info=exc)
+    return 500, {"error": {"code": "internal", "message": "internal error (logged)"}}
 
 
 def add_guarded(app: web.Application, routes: list[tuple[str, str, Handler]]) -> None:

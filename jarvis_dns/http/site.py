@@ -7,6 +7,12 @@ request that trickles in: a client sending a header byte a second (slowloris) ho
 connection forever. Each connection's protocol is wrapped: the wrapper admits or
 refuses it at connect time and closes it if a request's headers are not in within
 --http-read-timeout of its first byte (the body has its own deadline, common.read_body).
+
+With the fast lane (lane.py) on, the wrapper also frames each request itself and hands
+aiohttp whole requests only: a heartbeat or busy flip the lane answers is answered
+here, while aiohttp is idle on the connection, so the answers keep the requests' order;
+anything it cannot frame gives aiohttp the connection for good. Bytes it holds short of
+a whole request run the same read deadline.
 """
 
 from __future__ import annotations
@@ -18,12 +24,21 @@ from typing import Any, cast
 from aiohttp import web
 
 from jarvis_dns.gate import Gate
+from jarvis_dns.http.lane import Lane, Unframed, frame
 
 
 class _Guarded(asyncio.Protocol):
-    """One connection: aiohttp's RequestHandler inside, the gate and deadline outside."""
+    """One connection: aiohttp's RequestHandler inside, the gate, the deadline and the
+    fast lane outside."""
 
-    def __init__(self, make: Callable[[], Any], gate: Gate, read_timeout: float) -> None:
+    def __init__(
+        self,
+        make: Callable[[], Any],
+        gate: Gate,
+        read_timeout: float,
+        lane: Lane | None = None,
+        max_body: int = 0,
+    ) -> None:
         self._make = make
         self._gate = gate
         self._read_timeout = read_timeout
@@ -31,6 +46,11 @@ class _Guarded(asyncio.Protocol):
         self._client = ""
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._lane = lane  # None: aiohttp frames every byte of this connection
+        self._max_body = max_body
+        self._pending = bytearray()  # bytes the lane holds: the start of a request
+        self._through = 0  # bytes of a request's body aiohttp reads as they come
+        self._answering = False  # the lane awaits a change for this connection
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -48,13 +68,94 @@ class _Guarded(asyncio.Protocol):
         inner = self._inner
         if inner is None:
             return
-        inner.data_received(data)
-        # aiohttp queues a request once its headers are parsed; until then the bytes
-        # that came are a request in the making, and the deadline runs.
-        if inner._messages or inner._request_in_progress:
+        if self._through:
+            passed = data[: self._through]
+            self._through -= len(passed)
+            inner.data_received(passed)
+            data = data[len(passed) :]
+        if self._lane is None:
+            inner.data_received(data)
+        elif data:
+            self._pending += data
+            self._serve()
+        self._deadline()
+
+    def _serve(self) -> None:
+        """Take whole requests off the pending bytes: the lane's answered here, the
+        rest handed to aiohttp, in order."""
+        lane, inner = self._lane, self._inner
+        while lane is not None and inner is not None and not self._answering:
+            head = frame(self._pending, self._max_body)
+            if head is None:
+                return  # the rest is still coming
+            if isinstance(head, Unframed):
+                self._hand_over()
+                return
+            if head.body is None:
+                # A body still coming: aiohttp reads it as it comes, under its body
+                # deadline (408), and the next request starts after it.
+                self._through = head.end - len(self._pending)
+                inner.data_received(bytes(self._pending))
+                self._pending.clear()
+                return
+            wire = bytes(self._pending[: head.end])
+            del self._pending[: head.end]
+            reply = lane.answer(head) if self._aiohttp_idle() else None
+            if reply is None:
+                inner.data_received(wire)
+            elif isinstance(reply, bytes):
+                self._send(reply)
+            else:
+                self._answering = True
+                asyncio.ensure_future(reply).add_done_callback(self._answered)
+
+    def _answered(self, task: asyncio.Future[bytes]) -> None:
+        self._answering = False
+        if task.cancelled() or self._inner is None:
+            return
+        self._send(task.result())
+        self._serve()
+        self._deadline()
+
+    def _send(self, reply: bytes) -> None:
+        transport, inner = self._transport, self._inner
+        if transport is None or inner is None or transport.is_closing():
+            return
+        transport.write(reply)
+        # aiohttp's keep-alive timer closes a connection idle since its own last
+        # answer: this one was not idle.
+        loop = asyncio.get_running_loop()
+        inner._next_keepalive_close_time = loop.time() + inner._keepalive_timeout
+
+    def _hand_over(self) -> None:
+        self._lane = None
+        data = bytes(self._pending)
+        self._pending.clear()
+        if data:
+            self._inner.data_received(data)
+
+    def _aiohttp_idle(self) -> bool:
+        """No request queued or being answered by aiohttp: an answer now keeps order."""
+        inner = self._inner
+        return not inner._messages and not inner._request_in_progress
+
+    def _deadline(self) -> None:
+        """Run the read deadline while a request is in the making."""
+        inner = self._inner
+        if inner is None:
+            return
+        if self._lane is None:
+            # aiohttp queues a request once its headers are parsed; until then the bytes
+            # that came are a request in the making, and the deadline runs.
+            if inner._messages or inner._request_in_progress:
+                self._disarm()
+            elif self._timer is None:
+                self._arm()
+        elif self._pending and not self._answering:
+            if self._timer is None:
+                self._arm()
+        else:
             self._disarm()
-        elif self._timer is None:
-            self._arm()
 
     def eof_received(self) -> bool | None:
         return None if self._inner is None else self._inner.eof_received()
@@ -69,6 +170,7 @@ class _Guarded(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._pending.clear()
         if self._inner is not None:
             self._gate.release(self._client)
             self._inner.connection_lost(exc)
@@ -88,6 +190,8 @@ class _Guarded(asyncio.Protocol):
         inner = self._inner
         if inner is None or inner._messages or inner._request_in_progress:
             return
+        if self._lane is not None and self._answering:
+            return
         if self._transport is not None:
             self._transport.abort()
 
@@ -95,7 +199,7 @@ class _Guarded(asyncio.Protocol):
 class GuardedSite(web.BaseSite):
     """web.TCPSite with the wrapper around each connection."""
 
-    __slots__ = ("_gate", "_host", "_port", "_read_timeout")
+    __slots__ = ("_gate", "_host", "_lane", "_max_body", "_port", "_read_timeout")
 
     def __init__(
         self,
@@ -105,10 +209,13 @@ class GuardedSite(web.BaseSite):
         gate: Gate,
         read_timeout: float,
         ssl_context: Any = None,
+        lane: Lane | None = None,
+        max_body: int = 0,
     ) -> None:
         super().__init__(runner, ssl_context=ssl_context, backlog=1024)
         self._host, self._port = host, port
         self._gate, self._read_timeout = gate, read_timeout
+        self._lane, self._max_body = lane, max_body
 
     @property
     def name(self) -> str:
@@ -120,9 +227,9 @@ class GuardedSite(web.BaseSite):
         make = self._runner.server
         assert make is not None
         loop = asyncio.get_running_loop()
-        gate, timeout = self._gate, self._read_timeout
+        gate, timeout, lane, max_body = self._gate, self._read_timeout, self._lane, self._max_body
         self._server = await loop.create_server(
-            lambda: _Guarded(make, gate, timeout),
+            lambda: _Guarded(make, gate, timeout, lane, max_body),
             self._host,
             self._port,
             ssl=self._ssl_context,

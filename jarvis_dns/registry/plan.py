@@ -108,7 +108,8 @@ def _heartbeat(view: View, cmd: Heartbeat, now: float) -> Plan:
     flip = cmd.busy is not None and cmd.busy != inst.busy
     if not resumed and not flip:  # the hot path: liveness only
         return Touch(cmd.key, last_heartbeat=now, metrics=cmd.metrics)
-    new = dataclasses.replace(inst, last_heartbeat=now)
+    new = inst.revised()
+    new.last_heartbeat = now
     if cmd.metrics is not None:
         new.metrics = cmd.metrics
     changes: list[_Change] = []
@@ -123,7 +124,7 @@ def _heartbeat(view: View, cmd: Heartbeat, now: float) -> Plan:
 
 def _set_status(view: View, cmd: SetStatus, now: float) -> Plan:
     inst = view.get(cmd.service_type, cmd.instance_id)
-    new = dataclasses.replace(inst)
+    new = inst.revised()
     changes: list[_Change] = []
     durable = False
     if cmd.status is not None and cmd.status is not inst.status:
@@ -139,7 +140,8 @@ def _set_status(view: View, cmd: SetStatus, now: float) -> Plan:
 def _observe(view: View, cmd: Observe, now: float) -> Plan:
     inst = view.get(cmd.service_type, cmd.instance_id)
     output = cap_output(cmd.output)
-    new = dataclasses.replace(inst, check_output=output, check_failing=cmd.failing)
+    new = inst.revised()
+    new.check_output, new.check_failing = output, cmd.failing
     if cmd.metrics is not None:
         new.metrics = cmd.metrics
     changes: list[_Change] = []
@@ -165,7 +167,7 @@ def _expire(view: View, cmd: Expire, now: float) -> Plan:
         return None
     if inst.last_heartbeat > cmd.seen_heartbeat:
         return None  # it beat while the expiry was on its way
-    new = dataclasses.replace(inst)
+    new = inst.revised()
     _move_status(new, Status.DEAD, now)
     return _batch(view, new, [(EventKind.TTL_EXPIRED, inst.status, "ttl expired")], now)
 

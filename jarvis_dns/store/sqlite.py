@@ -42,6 +42,9 @@ LIVENESS_CHUNK = 1000
 GROUP_ROWS = 4000
 # How long the writer waits for more jobs after the first durable one of a group.
 LINGER_S = 0.001
+# How long a group of only liveness-class jobs (busy flips: nobody awaits them) waits
+# for more, in LINGER_S steps; a durable job arriving cuts it short.
+LIVENESS_LINGER_S = 0.01
 # Waiters answered per pass of the event loop (see _settle).
 SETTLE_CHUNK = 8
 
@@ -180,23 +183,26 @@ class SqliteStore:
     def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
         """The first job and every one queued meanwhile, up to GROUP_ROWS rows."""
         group, rows = [first], first.size
-        lingered = False
+        durable, waited = first.durable, 0.0
         while rows < GROUP_ROWS:
             try:
                 job = self._queue.get_nowait()
             except queue.Empty:
-                if lingered or not first.durable:
-                    break
                 # A durable write waits for its fsync anyway: LINGER_S more lets the loop
                 # queue the writes arriving meanwhile, so a flood shares one transaction
-                # instead of paying a thread hand-off and an fsync per one or two.
-                lingered = True
+                # instead of paying a thread hand-off and an fsync per one or two. Busy
+                # flips nobody awaits wait longer: at a thousand a second they share a
+                # transaction (and one wake-up of the loop) instead of paying one each.
+                if waited >= (LINGER_S if durable else LIVENESS_LINGER_S):
+                    break
                 time.sleep(LINGER_S)
+                waited += LINGER_S
                 continue
             if job is None:
                 return group, True
             group.append(job)
             rows += job.size
+            durable = durable or job.durable
         return group, False
 
     def _write(self, group: list[_Job]) -> list[sqlite3.Error | None]:
