@@ -1,5 +1,5 @@
-"""The HTTP fast lane (jarvis_dns/http/lane.py) on a real server on loopback: heartbeats
-and busy flips it answers are answered as aiohttp answers them (status, headers, JSON,
+"""The HTTP fast lane (jarvis_dns/http/lane.py) on a real server on loopback: heartbeats,
+busy flips and discovery it answers are answered as aiohttp answers them (status, headers, JSON,
 metrics), requests keep their order on one connection whoever answers them, and what
 it cannot frame or does not serve goes to aiohttp unchanged."""
 
@@ -34,6 +34,10 @@ def beat(svc: str, iid: object, body: bytes = b"") -> bytes:
 
 def flip(svc: str, iid: object, body: bytes) -> bytes:
     return request("PUT", f"/v1/services/{svc}/instances/{iid}/status", body)
+
+
+def discover(body: bytes) -> bytes:
+    return request("POST", "/v1/discover", body)
 
 
 def register(svc: str, iid: int) -> bytes:
@@ -126,6 +130,15 @@ CASES = {
     "flip of an unknown instance": flip("api", 98, b'{"busy": true}'),
     "flip with no body": flip("api", 3, b""),
     "flip with a bad id": flip("api", "a_b", b'{"busy": true}'),
+    "discover": discover(b'{"service_type": "api"}'),
+    "discover by key": discover(b'{"service_type": "api", "strategy": "hash", "key": "u1"}'),
+    "discover with requirements": discover(
+        b'{"service_type": "api", "requirements": {"status": "active"}}'
+    ),
+    "discover none": discover(b'{"service_type": "web"}'),
+    "discover without a type": discover(b'{"requirements": {}}'),
+    "discover with a bad strategy": discover(b'{"service_type": "api", "strategy": "best"}'),
+    "discover with no body": discover(b""),
 }
 
 
@@ -308,3 +321,6 @@ def test_the_lane_serves_two_routes_only() -> None:
     assert route(b"/v1/services/a%41/instances/1/heartbeat") is None
     assert route(b"/v1/services/api/instances/1") is None
     assert route(b"/v1/services/api/instances/1/status", connection=b"close") is None
+    assert route(b"/v1/discover", b"POST") is not None
+    assert route(b"/v1/discover", b"PUT") is None
+    assert route(b"/v1/discover", b"POST", **{"content-type": b"text/plain"}) is None

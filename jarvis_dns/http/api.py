@@ -11,12 +11,14 @@ from typing import Any
 
 from aiohttp import web
 
-from jarvis_dns import jsontext, matching, validate
+from jarvis_dns import acl, jsontext, matching, validate
+from jarvis_dns.acl import Policy
 from jarvis_dns.dns import lookup
 from jarvis_dns.errors import NotFound, Unprocessable, ValidationError, ZoneError
 from jarvis_dns.http import limits
 from jarvis_dns.http.blocking import ALL, parse_index, parse_wait
 from jarvis_dns.http.common import (
+    Context,
     add_guarded,
     context,
     json_response,
@@ -214,13 +216,22 @@ def parse_discover(body: Any) -> tuple[str, str, matching.Predicate, str, str | 
 
 
 async def discover(request: web.Request) -> web.Response:
-    svc, cache_key, predicate, strategy, key = parse_discover(await read_json(request))
-    policy = may_read(request, svc)
-    ctx = context(request)
+    asked = parse_discover(await read_json(request))
+    text, index = discovered(context(request), asked, may_read(request, asked[0]))
+    return json_text_response(text, index=index)
+
+
+def discovered(
+    ctx: Context,
+    asked: tuple[str, str, matching.Predicate, str, str | None],
+    policy: Policy = acl.EVERYTHING,
+) -> tuple[str, int]:
+    """The picked instance's JSON as this reader may see it, and the service's index."""
+    svc, cache_key, predicate, strategy, key = asked
     inst = ctx.discovery.discover(svc, predicate, strategy, key, cache_key)
     if inst is None:
         raise NotFound(f"no live instance of {svc} matches", field="service_type")
-    return json_text_response(shown(inst, policy), index=ctx.view.service_index(svc))
+    return shown(inst, policy), ctx.view.service_index(svc)
 
 
 async def events(request: web.Request) -> web.Response:
@@ -300,6 +311,7 @@ async def openapi(request: web.Request) -> web.Response:
 INSTANCE = "/v1/services/{svc}/instances/{id}"
 HEARTBEAT = INSTANCE + "/heartbeat"
 STATUS = INSTANCE + "/status"
+DISCOVER = "/v1/discover"
 
 
 def add_routes(app: web.Application) -> None:
@@ -317,7 +329,7 @@ def add_routes(app: web.Application) -> None:
             ("GET", "/v1/services/{svc}/dns", service_dns),
             ("GET", instance, get_instance),
             ("DELETE", instance, deregister),
-            ("POST", "/v1/discover", discover),
+            ("POST", DISCOVER, discover),
             ("GET", "/v1/events", events),
             ("GET", "/v1/health", health),
             ("DELETE", "/v1/health/self-preservation", clear_self_preservation),

@@ -1,14 +1,16 @@
-"""The fast lane: heartbeats and busy flips answered below aiohttp's request object.
+"""The fast lane: heartbeats, busy flips and discovery answered below aiohttp's request
+object.
 
-Every instance beats every 10 s, and a JARVIS service flips busy for the requests it
-serves, so these two requests are most of the HTTP traffic. Through aiohttp each costs
-about 150 us of CPU before our handler runs (request and response objects, the router,
-the writer), more than the registry's own work. The connection wrapper (site.py) frames
-each HTTP/1.1 request itself (``frame``) and offers it here; the lane answers it when it
-is one of the two and plain (no query string or percent escapes, a JSON body or none,
-no ACL in force), with api.py's own validation and answer text, the same Changes calls,
-the same error JSON and the same request metrics. It declines (None) everything else,
-and the request goes to aiohttp unchanged: one answer, two doors.
+Every instance beats every 10 s, a JARVIS service flips busy for the requests it serves
+and asks for a peer before it calls one, so these three requests are most of the HTTP
+traffic. Through aiohttp each costs about 150 us of CPU before our handler runs (request
+and response objects, the router, the writer), more than the registry's own work. The
+connection wrapper (site.py) frames each HTTP/1.1 request itself (``frame``) and offers
+it here; the lane answers it when it is one of the three and plain (no query string or
+percent escapes, a JSON body or none, no ACL in force), with api.py's own validation
+and answer text, the same Changes calls, the same error JSON and the same request
+metrics. It declines (None) everything else, and the request goes to aiohttp
+unchanged: one answer, two doors.
 
 Who may use it: whoever may use the routes it answers; with --acl on it declines every
 request, and aiohttp's routes check the token.
@@ -38,6 +40,7 @@ _NOT_FRAMED = (b"transfer-encoding", b"expect", b"upgrade")
 _JSON = b"application/json"
 HEARTBEAT = "PUT " + api.HEARTBEAT  # the routes as the request metrics name them
 STATUS = "PUT " + api.STATUS
+DISCOVER = "POST " + api.DISCOVER
 
 
 @dataclass(slots=True)
@@ -108,6 +111,9 @@ class Lane:
         try:
             if route == HEARTBEAT:
                 return self._beat(began, svc, iid, head.body)
+            if route == DISCOVER:
+                text, index = api.discovered(self.ctx, api.parse_discover(decode_body(head.body)))
+                return self._reply(route, began, 200, text, index)
             return self._finish(route, began, self._flip(svc, iid, head.body))
         except Exception as exc:
             return self._failed(route, began, exc)
@@ -143,7 +149,8 @@ class Lane:
         return self._reply(route, began, 200, text, index)
 
     def _failed(self, route: str, began: float, exc: Exception) -> bytes:
-        status, body = error_answer(exc, "PUT", route.removeprefix("PUT "))
+        method, _, path = route.partition(" ")
+        status, body = error_answer(exc, method, path)
         return self._reply(route, began, status, jsontext.encode(body), None)
 
     def _reply(self, route: str, began: float, status: int, text: str, index: int | None) -> bytes:
@@ -168,8 +175,9 @@ class Lane:
 
 
 def _route(head: Head) -> tuple[str, str, str] | None:
-    """(route, service, instance) of a plain heartbeat or busy flip; None otherwise."""
-    if head.method != b"PUT" or b"%" in head.target or b"?" in head.target:
+    """(route, service, instance) of a plain heartbeat, busy flip or discover; None
+    otherwise."""
+    if b"%" in head.target or b"?" in head.target:
         return None
     ctype = head.headers.get(b"content-type")
     if ctype is not None and ctype != _JSON:
@@ -177,10 +185,12 @@ def _route(head: Head) -> tuple[str, str, str] | None:
     connection = head.headers.get(b"connection")
     if connection is not None and connection.lower() != b"keep-alive":
         return None  # aiohttp closes the connection after its answer
+    if head.method == b"POST":
+        return (DISCOVER, "", "") if head.target == _DISCOVER else None
     parts = head.target.split(b"/")
-    if len(parts) != 7 or parts[:3] != [b"", b"v1", b"services"] or parts[4] != b"instances":
+    if head.method != b"PUT" or len(parts) != 7 or parts[:3] != _SERVICES:
         return None
-    if not parts[3] or not parts[5]:
+    if parts[4] != b"instances" or not parts[3] or not parts[5]:
         return None
     try:
         svc, iid = parts[3].decode("ascii"), parts[5].decode("ascii")
@@ -193,4 +203,6 @@ def _route(head: Head) -> tuple[str, str, str] | None:
     return None
 
 
+_SERVICES = [b"", b"v1", b"services"]
+_DISCOVER = api.DISCOVER.encode()
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
