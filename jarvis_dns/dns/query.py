@@ -9,7 +9,7 @@ Anything else is unusual and goes the dnslib way, which answers it exactly as be
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from jarvis_dns.dns.proto import HEADER, MAX_LABEL, MAX_NAME, OPCODE_MASK, OPT, QR, RD
 
@@ -20,9 +20,9 @@ _OPT_SIZE = 11  # RFC 6891 6.1.2: root owner, type, class, TTL, RDLENGTH 0
 _NO_OPTIONS = b"\x00\x00"
 
 
-@dataclass(frozen=True, slots=True)
-class Query:
-    """A standard query, as far as answering it needs."""
+class Query(NamedTuple):
+    """A standard query, as far as answering it needs (a tuple: made for every query
+    the answer cache misses, and a frozen dataclass costs 2 us to make)."""
 
     data: bytes
     name_end: int  # just past the question's name

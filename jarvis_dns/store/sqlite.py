@@ -109,6 +109,7 @@ class SqliteStore:
         self._index = int(row[0]) if row else 0
         self._trim_below = self._index - event_log_size  # events at or below it go
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._synced = True  # synchronous=FULL (every commit fsynced), as _connect sets
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -208,7 +209,13 @@ class SqliteStore:
     def _write(self, group: list[_Job]) -> list[sqlite3.Error | None]:
         """The whole group in one transaction. First as one merged job (a few statements
         for any number of batches); if that fails, again job by job, each under its own
-        savepoint, so only the jobs that cannot land fail."""
+        savepoint, so only the jobs that cannot land fail. A group of liveness-class jobs
+        only is not fsynced: the WAL's next fsync (any durable write, or a checkpoint)
+        takes it along, and a crash of the process alone loses none of it."""
+        durable = any(job.durable for job in group)
+        if durable != self._synced:
+            self._db.execute(_SYNCHRONOUS[durable])
+            self._synced = durable
         merged = _merge(group)
         if merged is not None:
             one = merged
@@ -320,6 +327,7 @@ def _restore(row: tuple[str, float | None, str | None, str | None]) -> Instance:
     return inst
 
 
+_SYNCHRONOUS = {True: "PRAGMA synchronous=FULL", False: "PRAGMA synchronous=NORMAL"}
 _SELECT_INSTANCES = "SELECT data, last_heartbeat, metrics, check_output FROM instances"
 _SELECT_EVENTS = "SELECT data FROM events ORDER BY idx, seq"
 # A full write supersedes batched liveness: clear those columns with it.

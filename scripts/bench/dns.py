@@ -16,6 +16,7 @@ sys.path.append(sys.path.pop(0))  # this file is dns.py: keep dnspython's `dns` 
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -176,10 +177,12 @@ def churn(http: int, rate: int, seconds: float, fleet: list[tuple[str, int]]) ->
         )
         return head.encode() + body
 
+    finished = False  # every flip asked: a connection ends once the queue is empty
+
     async def connection(until: float) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", http)
         try:
-            while time.perf_counter() < until:
+            while time.perf_counter() < until and not (finished and due.empty()):
                 try:
                     wire, began = await asyncio.wait_for(due.get(), 0.1)
                 except TimeoutError:
@@ -197,7 +200,7 @@ def churn(http: int, rate: int, seconds: float, fleet: list[tuple[str, int]]) ->
             writer.close()
 
     async def main() -> None:
-        nonlocal asked
+        nonlocal asked, finished
         began = time.perf_counter()
         until = began + seconds + 10.0  # answers still coming count, up to 10 s late
         workers = [asyncio.create_task(connection(until)) for _ in range(CHURN_CONNECTIONS)]
@@ -208,11 +211,10 @@ def churn(http: int, rate: int, seconds: float, fleet: list[tuple[str, int]]) ->
                 due.put_nowait((request(svc, iid, busy), time.perf_counter()))
                 asked += 1
             await asyncio.sleep(0.002)
-        while not due.empty() and time.perf_counter() < until:
-            await asyncio.sleep(0.05)
-        for worker in workers:
-            worker.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        finished = True  # each connection ends after its answer in flight
+        with contextlib.suppress(TimeoutError):  # answers after `until` do not count
+            left = until - time.perf_counter()
+            await asyncio.wait_for(asyncio.gather(*workers, return_exceptions=True), left)
 
     asyncio.run(main())
     ordered = sorted(times) or [float("nan")]
