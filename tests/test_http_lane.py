@@ -58,18 +58,22 @@ async def read_reply(reader: asyncio.StreamReader) -> Reply:
 
 
 class Recorder:
-    """Counts what the lane answered itself (a wrapper over the real Lane.answer)."""
+    """What the lane answered itself (a wrapper over the real Lane.answer)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.answered = 0
+        self.answered: list[bytes] = []  # "METHOD target" of each
         real = Lane.answer
 
-        def answer(lane: Lane, head: Head) -> Any:
-            reply = real(lane, head)
-            self.answered += reply is not None
+        def answer(lane: Lane, head: Head, client: str) -> Any:
+            reply = real(lane, head, client)
+            if reply is not None:
+                self.answered.append(head.method + b" " + head.target)
             return reply
 
         monkeypatch.setattr(Lane, "answer", answer)
+
+    def clear(self) -> None:
+        self.answered.clear()
 
 
 @pytest.fixture
@@ -139,6 +143,18 @@ CASES = {
     "discover without a type": discover(b'{"requirements": {}}'),
     "discover with a bad strategy": discover(b'{"service_type": "api", "strategy": "best"}'),
     "discover with no body": discover(b""),
+    "register anew": register("api", 4),
+    "register again": register("api", 1),
+    "register without a host": request(
+        "POST", "/v1/instances", b'{"service_type": "api", "instance_id": 5, "port": 80}'
+    ),
+    "register with a bad port": request(
+        "POST", "/v1/instances", b'{"service_type": "api", "instance_id": 6, "port": 0}'
+    ),
+    "register with an unknown field": request(
+        "POST", "/v1/instances", b'{"service_type": "api", "instance_id": 6, "port": 80, "x": 1}'
+    ),
+    "register with malformed JSON": request("POST", "/v1/instances", b'{"service_type": '),
 }
 
 
@@ -146,21 +162,24 @@ CASES = {
 async def test_the_lane_answers_as_aiohttp_does(
     tmp_path: Path, recorder: Recorder, case: str
 ) -> None:
-    answers = []
+    answers, lane_answered = [], []
     for fast in (True, False):
         async with server(tmp_path / str(fast), http_fast_lane=fast) as app:
             setup = [register("api", i) for i in (1, 2, 3)]
             assert [r[0] for r in await exchange(app, *setup)] == [201, 201, 201]
+            recorder.clear()
             (reply,) = await exchange(app, CASES[case])
             answers.append(comparable(reply))
+            lane_answered.append(len(recorder.answered))
     assert answers[0] == answers[1]
-    assert recorder.answered == 1  # the lane answered it with the lane on, not off
+    assert lane_answered == [1, 0]  # the lane answered it with the lane on, not off
 
 
 WIRES = [
-    register("api", 1),  # aiohttp
+    register("api", 1),  # the lane, awaiting a durable commit
+    request("GET", "/v1/services/api/instances/1"),  # aiohttp
     beat("api", 1),  # the lane
-    register("api", 2),  # aiohttp
+    register("api", 2),
     flip("api", 2, b'{"busy": true}'),  # the lane, awaiting a commit
     beat("api", 2, b'{"busy": false}'),  # the lane, a commit too
     request("GET", "/v1/services/api/instances/2"),  # aiohttp
@@ -173,28 +192,28 @@ async def test_one_connection_shared_by_the_lane_and_aiohttp(
 ) -> None:
     async with server(tmp_path) as app:
         replies = await one_by_one(app, *WIRES)
-        assert [r[0] for r in replies] == [201, 200, 201, 200, 200, 200, 200]
-        assert json.loads(replies[3][2])["busy"] is True
-        assert json.loads(replies[4][2])["busy"] is False
+        assert [r[0] for r in replies] == [201, 200, 200, 201, 200, 200, 200, 200]
+        assert json.loads(replies[4][2])["busy"] is True
         assert json.loads(replies[5][2])["busy"] is False
-        assert recorder.answered == 4
+        assert json.loads(replies[6][2])["busy"] is False
+        assert len(recorder.answered) == 6 and not any(b"GET" in a for a in recorder.answered)
 
 
 async def test_pipelined_requests_keep_their_order(tmp_path: Path, recorder: Recorder) -> None:
     async with server(tmp_path) as app:
-        await exchange(app, register("api", 1), register("api", 2))
         # The lane answers the first; while aiohttp holds a request, it takes the rest.
-        replies = await exchange(app, *WIRES[1:], beat("api", 2))
-        assert [r[0] for r in replies] == [200, 200, 200, 200, 200, 200, 200]
-        assert json.loads(replies[2][2])["busy"] is True
-        assert json.loads(replies[3][2])["busy"] is False
-        assert json.loads(replies[4][2])["busy"] is False  # read after the beat landed
-        assert recorder.answered >= 1
+        replies = await exchange(app, *WIRES, beat("api", 2))
+        assert [r[0] for r in replies] == [201, 200, 200, 201, 200, 200, 200, 200, 200]
+        assert json.loads(replies[4][2])["busy"] is True
+        assert json.loads(replies[5][2])["busy"] is False
+        assert json.loads(replies[6][2])["busy"] is False  # read after the beat landed
+        assert recorder.answered[0] == b"POST /v1/instances"
 
 
 async def test_a_request_arriving_byte_by_byte(tmp_path: Path, recorder: Recorder) -> None:
     async with server(tmp_path) as app:
         await exchange(app, register("api", 1))
+        recorder.clear()
         reader, writer = await asyncio.open_connection("127.0.0.1", app.http_port)
         for byte in flip("api", 1, b'{"busy": true}'):
             writer.write(bytes([byte]))
@@ -203,12 +222,13 @@ async def test_a_request_arriving_byte_by_byte(tmp_path: Path, recorder: Recorde
         writer.close()
         assert status == 200 and json.loads(body)["busy"] is True
         assert headers["x-jarvis-index"] == str(app.view.index)
-        assert recorder.answered == 1
+        assert len(recorder.answered) == 1
 
 
 async def test_what_it_cannot_frame_goes_to_aiohttp(tmp_path: Path, recorder: Recorder) -> None:
     async with server(tmp_path) as app:
         await exchange(app, register("api", 1))
+        recorder.clear()
         chunked = (
             b"PUT /v1/services/api/instances/1/heartbeat HTTP/1.1\r\nHost: x\r\n"
             b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -217,7 +237,7 @@ async def test_what_it_cannot_frame_goes_to_aiohttp(tmp_path: Path, recorder: Re
         replies = await exchange(app, chunked, beat("api", 1))
         assert [r[0] for r in replies] == [200, 200]
         assert app.view.find("api", 1).busy is True  # type: ignore[union-attr]
-        assert recorder.answered == 0  # aiohttp keeps that connection
+        assert recorder.answered == []  # aiohttp keeps that connection
 
 
 async def test_expect_continue_is_aiohttps(tmp_path: Path) -> None:
@@ -257,7 +277,7 @@ async def test_with_acl_the_lane_declines(tmp_path: Path, recorder: Recorder) ->
     async with server(tmp_path, acl=True, acl_bootstrap_token="boot") as app:
         ((status, _, body),) = await exchange(app, beat("api", 1))
         assert status == 401 and json.loads(body)["error"]["code"] == "unauthorized"
-        assert recorder.answered == 0
+        assert recorder.answered == []
 
 
 async def test_the_lane_counts_its_requests(tmp_path: Path) -> None:
@@ -322,5 +342,7 @@ def test_the_lane_serves_two_routes_only() -> None:
     assert route(b"/v1/services/api/instances/1") is None
     assert route(b"/v1/services/api/instances/1/status", connection=b"close") is None
     assert route(b"/v1/discover", b"POST") is not None
+    assert route(b"/v1/instances", b"POST") is not None
+    assert route(b"/v1/instances/", b"POST") is None
     assert route(b"/v1/discover", b"PUT") is None
     assert route(b"/v1/discover", b"POST", **{"content-type": b"text/plain"}) is None

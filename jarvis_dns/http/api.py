@@ -33,7 +33,7 @@ from jarvis_dns.http.common import (
     shown,
 )
 from jarvis_dns.metrics import exposition
-from jarvis_dns.models import Instance, InstanceId, JSONObject, Status
+from jarvis_dns.models import Instance, InstanceId, InstanceSpec, JSONObject, Status
 from jarvis_dns.registry import View
 
 HEARTBEAT_FIELDS = frozenset({"busy", "metrics"})
@@ -66,14 +66,18 @@ async def _block(request: web.Request, key: str) -> None:
 
 
 async def register(request: web.Request) -> web.Response:
-    ctx = context(request)
     spec = validate.register_body(await read_json(request), request.remote)
     may_write(request, spec.service_type)
+    status, text, index = await registered(context(request), spec)
+    return json_text_response(text, status=status, index=index)
+
+
+async def registered(ctx: Context, spec: InstanceSpec) -> tuple[int, str, int]:
+    """Admit and register: 201 for a new instance, 200 for an update; its JSON, index."""
     limits.admit_check(ctx.config, spec)
     limits.admit_instance(ctx.view, ctx.config, spec)
     inst, created = await ctx.changes.register(spec)
-    status = 201 if created else 200
-    return json_text_response(inst.to_json(), status=status, index=inst.modify_index)
+    return 201 if created else 200, inst.to_json(), inst.modify_index
 
 
 async def list_services(request: web.Request) -> web.Response:
@@ -312,6 +316,7 @@ INSTANCE = "/v1/services/{svc}/instances/{id}"
 HEARTBEAT = INSTANCE + "/heartbeat"
 STATUS = INSTANCE + "/status"
 DISCOVER = "/v1/discover"
+REGISTER = "/v1/instances"
 
 
 def add_routes(app: web.Application) -> None:
@@ -323,7 +328,7 @@ def add_routes(app: web.Application) -> None:
             # request, goes first, then the busy flip.
             ("PUT", HEARTBEAT, heartbeat),
             ("PUT", STATUS, set_status),
-            ("POST", "/v1/instances", register),
+            ("POST", REGISTER, register),
             ("GET", "/v1/services", list_services),
             ("GET", "/v1/services/{svc}", get_service),
             ("GET", "/v1/services/{svc}/dns", service_dns),

@@ -1,16 +1,16 @@
-"""The fast lane: heartbeats, busy flips and discovery answered below aiohttp's request
-object.
+"""The fast lane: heartbeats, busy flips, discovery and registration answered below
+aiohttp's request object.
 
 Every instance beats every 10 s, a JARVIS service flips busy for the requests it serves
-and asks for a peer before it calls one, so these three requests are most of the HTTP
-traffic. Through aiohttp each costs about 150 us of CPU before our handler runs (request
-and response objects, the router, the writer), more than the registry's own work. The
-connection wrapper (site.py) frames each HTTP/1.1 request itself (``frame``) and offers
-it here; the lane answers it when it is one of the three and plain (no query string or
-percent escapes, a JSON body or none, no ACL in force), with api.py's own validation
-and answer text, the same Changes calls, the same error JSON and the same request
-metrics. It declines (None) everything else, and the request goes to aiohttp
-unchanged: one answer, two doors.
+and asks for a peer before it calls one, so these requests are most of the HTTP traffic,
+and a restarted registry meets a flood of registrations. Through aiohttp each costs
+about 150 us of CPU before our handler runs (request and response objects, the router,
+the writer), more than the registry's own work. The connection wrapper (site.py) frames
+each HTTP/1.1 request itself (``frame``) and offers it here; the lane answers it when it
+is one of the four and plain (no query string or percent escapes, a JSON body or none,
+no ACL in force), with api.py's own validation and answer text, the same Changes calls,
+the same error JSON and the same request metrics. It declines (None) everything else,
+and the request goes to aiohttp unchanged: one answer, two doors.
 
 Who may use it: whoever may use the routes it answers; with --acl on it declines every
 request, and aiohttp's routes check the token.
@@ -41,6 +41,7 @@ _JSON = b"application/json"
 HEARTBEAT = "PUT " + api.HEARTBEAT  # the routes as the request metrics name them
 STATUS = "PUT " + api.STATUS
 DISCOVER = "POST " + api.DISCOVER
+REGISTER = "POST " + api.REGISTER
 
 
 @dataclass(slots=True)
@@ -92,6 +93,7 @@ def frame(buf: bytearray, max_body: int) -> Head | Unframed | None:
 
 
 Reply = bytes | Awaitable[bytes]
+Answer = tuple[int, str, int]  # status, JSON text, X-Jarvis-Index
 
 
 class Lane:
@@ -101,8 +103,9 @@ class Lane:
         self._duration = ctx.metrics.histogram("jarvis_http_request_duration_seconds")
         self._date = (0, "")
 
-    def answer(self, head: Head) -> Reply | None:
-        """The reply to a framed request (bytes, or to await), or None: aiohttp's."""
+    def answer(self, head: Head, client: str) -> Reply | None:
+        """The reply to a framed request from ``client`` (bytes, or to await), or None:
+        aiohttp's."""
         found = _route(head)
         if found is None or head.body is None or self.ctx.acl.enabled:
             return None
@@ -114,6 +117,9 @@ class Lane:
             if route == DISCOVER:
                 text, index = api.discovered(self.ctx, api.parse_discover(decode_body(head.body)))
                 return self._reply(route, began, 200, text, index)
+            if route == REGISTER:
+                spec = validate.register_body(decode_body(head.body), client or None)
+                return self._finish(route, began, api.registered(self.ctx, spec))
             return self._finish(route, began, self._flip(svc, iid, head.body))
         except Exception as exc:
             return self._failed(route, began, exc)
@@ -128,25 +134,25 @@ class Lane:
 
     async def _beat_later(
         self, svc: str, iid: InstanceId, busy: bool | None, metrics: JSONObject | None
-    ) -> tuple[str, int]:
+    ) -> Answer:
         inst = await self.ctx.changes.heartbeat(svc, iid, busy=busy, metrics=metrics)
-        return api.beat_text(inst), inst.modify_index
+        return 200, api.beat_text(inst), inst.modify_index
 
-    def _flip(self, svc: str, iid: str, raw: bytes) -> Awaitable[tuple[str, int]]:
+    def _flip(self, svc: str, iid: str, raw: bytes) -> Awaitable[Answer]:
         svc, key = validate.service_type(svc), validate.instance_id(iid)
         busy, status = api.status_fields(decode_body(raw))
         return self._status(svc, key, busy, status)
 
-    async def _status(self, svc: str, iid: InstanceId, busy: Any, status: Any) -> tuple[str, int]:
+    async def _status(self, svc: str, iid: InstanceId, busy: Any, status: Any) -> Answer:
         inst: Instance = await self.ctx.changes.set_status(svc, iid, status=status, busy=busy)
-        return inst.to_json(), inst.modify_index
+        return 200, inst.to_json(), inst.modify_index
 
-    async def _finish(self, route: str, began: float, work: Awaitable[tuple[str, int]]) -> bytes:
+    async def _finish(self, route: str, began: float, work: Awaitable[Answer]) -> bytes:
         try:
-            text, index = await work
+            status, text, index = await work
         except Exception as exc:
             return self._failed(route, began, exc)
-        return self._reply(route, began, 200, text, index)
+        return self._reply(route, began, status, text, index)
 
     def _failed(self, route: str, began: float, exc: Exception) -> bytes:
         method, _, path = route.partition(" ")
@@ -186,7 +192,7 @@ def _route(head: Head) -> tuple[str, str, str] | None:
     if connection is not None and connection.lower() != b"keep-alive":
         return None  # aiohttp closes the connection after its answer
     if head.method == b"POST":
-        return (DISCOVER, "", "") if head.target == _DISCOVER else None
+        return _POSTS.get(head.target)
     parts = head.target.split(b"/")
     if head.method != b"PUT" or len(parts) != 7 or parts[:3] != _SERVICES:
         return None
@@ -204,5 +210,5 @@ def _route(head: Head) -> tuple[str, str, str] | None:
 
 
 _SERVICES = [b"", b"v1", b"services"]
-_DISCOVER = api.DISCOVER.encode()
+_POSTS = {api.DISCOVER.encode(): (DISCOVER, "", ""), api.REGISTER.encode(): (REGISTER, "", "")}
 _REASONS = {s.value: s.phrase for s in HTTPStatus}

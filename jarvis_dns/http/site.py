@@ -100,7 +100,7 @@ class _Guarded(asyncio.Protocol):
                 return
             wire = bytes(self._pending[: head.end])
             del self._pending[: head.end]
-            reply = lane.answer(head) if self._aiohttp_idle() else None
+            reply = lane.answer(head, self._client) if self._aiohttp_idle() else None
             if reply is None:
                 inner.data_received(wire)
             elif isinstance(reply, bytes):
