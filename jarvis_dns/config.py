@@ -162,8 +162,9 @@ SETTINGS: tuple[Setting, ...] = (
     S("tls_client_ca", "", "PEM CA bundle: require client certificates it signed", SEC,
       shown="none"),
     # -- limits
-    S("http_fast_lane", True, "answer heartbeats and busy flips through aiohttp's request "
-      "objects too (slower; for comparison)", LIMITS, flag="--no-http-fast-lane"),
+    S("http_fast_lane", True, "answer heartbeats, flips, discover and register through "
+      "aiohttp's request objects too (slower; for comparison)", LIMITS,
+      flag="--no-http-fast-lane"),
     S("http_max_connections", 4096, "open HTTP connections in all", LIMITS),
     S("http_max_connections_per_client", 256, "open HTTP connections per client address",
       LIMITS),
