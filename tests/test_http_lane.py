@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -290,6 +291,36 @@ async def test_the_lane_counts_its_requests(tmp_path: Path) -> None:
         assert duration.cell(route).count == 3
 
 
+async def test_a_client_that_does_not_read_gets_aiohttps_flow_control(
+    tmp_path: Path, recorder: Recorder
+) -> None:
+    async with server(tmp_path) as app:
+        await exchange(app, register("api", 1))
+        recorder.clear()
+        wire = beat("api", 1)
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window
+            sock.connect(("127.0.0.1", app.http_port))
+            sock.setblocking(False)
+            out, sent, stalled = b"", 0, 0
+            # Beats, never reading an answer, until the server stops reading (a second
+            # without progress); bounded at 200,000 beats.
+            while stalled < 50 and sent < 200_000 * len(wire):
+                out = out or wire * 64
+                try:
+                    done = sock.send(out)
+                except BlockingIOError:
+                    stalled += 1
+                    await asyncio.sleep(0.02)
+                    continue
+                out, sent, stalled = out[done:], sent + done, 0
+                await asyncio.sleep(0)  # the server shares this loop
+        beats = sent // len(wire)
+        # The lane answered until site.MAX_UNREAD of its answers waited unread, then left the
+        # connection to aiohttp, which stopped reading.
+        assert stalled == 50 and 0 < len(recorder.answered) < beats
+
+
 async def test_an_active_connection_outlives_the_idle_timeout(tmp_path: Path) -> None:
     async with server(tmp_path, http_idle_timeout_s=0.5) as app:
         await exchange(app, register("api", 1))
@@ -323,6 +354,7 @@ def test_frame_takes_whole_requests() -> None:
         b"PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
         b"PUT /x HTTP/1.1\r\nBad Header\r\n\r\n",
         b"PUT /x HTTP/1.1\r\n" + b"X-Long: " + b"a" * MAX_HEAD,
+        b"PUT /x HTTP/1.1\nHost: x\n\n",  # bare LF line ends
     ],
 )
 def test_frame_leaves_the_unusual_to_aiohttp(wire: bytes) -> None:

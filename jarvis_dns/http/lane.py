@@ -68,7 +68,8 @@ def frame(buf: bytearray, max_body: int) -> Head | Unframed | None:
     while its head is."""
     head_end = buf.find(_END_OF_HEAD)
     if head_end < 0:
-        return UNFRAMED if len(buf) > MAX_HEAD else None
+        # Lines ended by a bare LF never make the end above: aiohttp's parser decides.
+        return UNFRAMED if len(buf) > MAX_HEAD or b"\n\n" in buf else None
     lines = bytes(buf[:head_end]).split(b"\r\n")
     request_line = lines[0].split(b" ")
     if len(request_line) != 3 or request_line[2] != b"HTTP/1.1":

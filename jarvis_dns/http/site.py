@@ -26,6 +26,9 @@ from aiohttp import web
 from jarvis_dns.gate import Gate
 from jarvis_dns.http.lane import Lane, Unframed, frame
 
+# Answers the lane lets wait unread in a connection's send buffer, in bytes.
+MAX_UNREAD = 256 * 1024
+
 
 class _Guarded(asyncio.Protocol):
     """One connection: aiohttp's RequestHandler inside, the gate, the deadline and the
@@ -83,8 +86,8 @@ class _Guarded(asyncio.Protocol):
     def _serve(self) -> None:
         """Take whole requests off the pending bytes: the lane's answered here, the
         rest handed to aiohttp, in order."""
-        lane, inner = self._lane, self._inner
-        while lane is not None and inner is not None and not self._answering:
+        inner = self._inner
+        while (lane := self._lane) is not None and inner is not None and not self._answering:
             head = frame(self._pending, self._max_body)
             if head is None:
                 return  # the rest is still coming
@@ -126,6 +129,10 @@ class _Guarded(asyncio.Protocol):
         # answer: this one was not idle.
         loop = asyncio.get_running_loop()
         inner._next_keepalive_close_time = loop.time() + inner._keepalive_timeout
+        if transport.get_write_buffer_size() > MAX_UNREAD:
+            # A client that sends and does not read its answers: aiohttp's flow control
+            # (it stops reading until the answers drain) takes the connection.
+            self._hand_over()
 
     def _hand_over(self) -> None:
         self._lane = None
