@@ -44,7 +44,7 @@ GROUP_ROWS = 4000
 LINGER_S = 0.001
 # How long a group of only liveness-class jobs (busy flips: nobody awaits them) waits
 # for more, in LINGER_S steps; a durable job arriving cuts it short.
-LIVENESS_LINGER_S = 0.01
+LIVENESS_LINGER_S = 0.05
 # Waiters answered per pass of the event loop (see _settle).
 SETTLE_CHUNK = 8
 
