@@ -126,6 +126,7 @@ class HandEncoder:
         self._txt_memo: dict[tuple[int, bool, str], tuple[JSONObject, Rec]] = {}
         self._names: dict[bytes, _Name] = {}
         self._owned_addresses: dict[str, Rec | None] = {}
+        self._soas: dict[tuple[bytes, int], tuple[bytes, int]] = {}
 
     # -- entry
 
@@ -202,8 +203,11 @@ class HandEncoder:
                 buf += rec[3]
             else:
                 serial_at = max(serial_at, _write(p, rec))
-        for rec in shape.authority:
-            serial_at = max(serial_at, _write(p, rec))
+        if not answer and len(shape.authority) == 1 and not shape.additional:
+            serial_at = self._negative_soa(p, q.lower_name, shape.authority[0])
+        else:
+            for rec in shape.authority:
+                serial_at = max(serial_at, _write(p, rec))
         mark = len(p.buf)
         names = p.names
         for rec in shape.additional:
@@ -243,6 +247,25 @@ class HandEncoder:
             serial_at,
             shape.scope,
         )
+
+    def _negative_soa(self, p: Packer, name: bytes, rec: Rec) -> int:
+        """A negative answer's SOA, right after the question: its bytes depend only on the
+        question's name (what its names compress against), the TTL and the serial, so
+        they are kept per (name, TTL) and only the serial is written anew. Returns the
+        serial's offset."""
+        start = len(p.buf)
+        kept = self._soas.get((name, rec[2]))
+        if kept is None:
+            serial_at = _write(p, rec)
+            if len(self._soas) >= MAX_MEMO:
+                self._soas.clear()
+            self._soas[(name, rec[2])] = (bytes(p.buf[start:]), serial_at - start)
+            return serial_at
+        data, at = kept
+        p.buf += data
+        serial_at = start + at
+        p.buf[serial_at : serial_at + 4] = rec[3][2][:4]  # the times start with the serial
+        return serial_at
 
     # -- shapes shared by the rows
 

@@ -282,13 +282,15 @@ class Responder:
             return LATER if later else self.respond(data, udp, recursion)
         assert self.hand is not None
         limit = limit_for(q.edns, q.size, self.max_udp, udp)
-        made = self.hand.encode(q, limit, udp, self._hand_turn(q))
+        key = q.key
+        turn = self._hand_turns.get(key, 0)
+        made = self.hand.encode(q, limit, udp, turn)
         if made is None:
             return LATER if later else self.respond(data, udp, recursion)
         if made.cycle > 1:
             if len(self._hand_turns) >= MAX_CACHED:
                 self._hand_turns.clear()
-            self._hand_turns[q.key] = self._hand_turns.get(q.key, 0) + 1
+            self._hand_turns[key] = turn + 1
         self.counts.taken[udp][made.outcome] += 1
         reply = made.reply  # its question lower-cased: spelled back as the client did
         return reply[:HEADER] + data[HEADER : q.name_end] + reply[q.name_end :]
@@ -312,9 +314,6 @@ class Responder:
         made = self._made(q, udp, turn)
         assert made is not None  # it was made for turn 0 from the same view
         return made
-
-    def _hand_turn(self, q: Query) -> int:
-        return self._hand_turns.get(q.key, 0)
 
     def _made(self, q: Query, udp: bool, turn: int) -> Made | None:
         """The reply by hand, else packed by dnslib; None when only ``respond`` can."""
