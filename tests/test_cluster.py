@@ -413,8 +413,14 @@ async def test_kill_9_a_node_loses_nothing_and_its_work_moves(
             health_now = await health(http, node)
             assert health_now["cluster"]["members"] == ["B", "C"]
             assert health_now["cluster"]["leader"] in ("B", "C")
-            shown = await get(http, node, "checked", mine[0])
-            assert shown is not None and shown["check_output"].startswith("HTTP 500: sick")
+
+            # The probing node keeps the output at once; the other hears of it through
+            # the next liveness flush (--liveness-flush, 1 s) and its watch.
+            async def sick_shown(node: Node = node) -> bool:
+                shown = await get(http, node, "checked", mine[0])
+                return shown is not None and shown["check_output"].startswith("HTTP 500: sick")
+
+            await until(sick_shown, 5, f"A's check output on {node.name}")
         scheduled = [(await health(http, n))["monitor"]["checks_scheduled"] for n in (b, c)]
         assert sum(scheduled) == len(checked)
 
