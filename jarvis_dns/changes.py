@@ -135,25 +135,19 @@ class Changes:
         busy: bool | None = None,
         metrics: JSONObject | None = None,
     ) -> Instance:
-        inst = self.beat_now(service_type, instance_id, busy, metrics)
+        command = Heartbeat(service_type, instance_id, busy, metrics)
+        inst = self.beat_now(command)
         if inst is not None:
             return inst
-        inst = await self.run(Heartbeat(service_type, instance_id, busy, metrics))
+        inst = await self.run(command)
         assert inst is not None
         self._beats.inc(service_type)
         return inst
 
-    def beat_now(
-        self,
-        service_type: str,
-        instance_id: InstanceId,
-        busy: bool | None = None,
-        metrics: JSONObject | None = None,
-    ) -> Instance | None:
+    def beat_now(self, command: Heartbeat) -> Instance | None:
         """The hot path of heartbeat(), without awaiting: with nothing in flight for
         the instance, a beat that changes nothing but liveness needs no commit and no
         lock. None: this beat needs heartbeat()."""
-        command = Heartbeat(service_type, instance_id, busy, metrics)
         if command.key in self._locks:
             return None
         try:
@@ -164,7 +158,7 @@ class Changes:
             return None  # heartbeat() first catches up with the other nodes
         if not isinstance(planned, Touch):
             return None
-        self._beats.inc(service_type)  # after the plan: only known services count
+        self._beats.inc(command.service_type)  # after the plan: only known services count
         return self._touch(planned)
 
     async def set_status(

@@ -36,6 +36,8 @@ from jarvis_dns.metrics import exposition
 from jarvis_dns.models import Instance, InstanceId, InstanceSpec, JSONObject, Status
 from jarvis_dns.registry import View
 
+# What the write routes answer with: status code, JSON text, X-Jarvis-Index.
+Answer = tuple[int, str, int]
 HEARTBEAT_FIELDS = frozenset({"busy", "metrics"})
 STATUS_FIELDS = frozenset({"busy", "status"})
 DISCOVER_FIELDS = frozenset({"service_type", "requirements", "strategy", "key"})
@@ -72,7 +74,7 @@ async def register(request: web.Request) -> web.Response:
     return json_text_response(text, status=status, index=index)
 
 
-async def registered(ctx: Context, spec: InstanceSpec) -> tuple[int, str, int]:
+async def registered(ctx: Context, spec: InstanceSpec) -> Answer:
     """Admit and register: 201 for a new instance, 200 for an update; its JSON, index."""
     limits.admit_check(ctx.config, spec)
     limits.admit_instance(ctx.view, ctx.config, spec)
@@ -158,9 +160,15 @@ async def heartbeat(request: web.Request) -> web.Response:
     info = request.match_info
     svc, iid = heartbeat_ids(ctx.view, info["svc"], info["id"])
     may_write(request, svc)
+    _, text, index = await beaten(ctx, svc, iid, busy, metrics)
+    return json_text_response(text, index=index)
+
+
+async def beaten(
+    ctx: Context, svc: str, iid: InstanceId, busy: bool | None, metrics: JSONObject | None
+) -> Answer:
     inst = await ctx.changes.heartbeat(svc, iid, busy=busy, metrics=metrics)
-    headers = {"X-Jarvis-Index": str(inst.modify_index)}
-    return web.Response(text=beat_text(inst), content_type="application/json", headers=headers)
+    return 200, beat_text(inst), inst.modify_index
 
 
 def heartbeat_fields(raw: bytes, body: Any) -> tuple[bool | None, JSONObject | None]:
@@ -191,8 +199,15 @@ async def set_status(request: web.Request) -> web.Response:
     svc, iid = _ids(request)
     may_write(request, svc)
     busy, status = status_fields(await read_json(request))
-    inst = await context(request).changes.set_status(svc, iid, status=status, busy=busy)
-    return json_text_response(inst.to_json(), index=inst.modify_index)
+    _, text, index = await flipped(context(request), svc, iid, busy, status)
+    return json_text_response(text, index=index)
+
+
+async def flipped(
+    ctx: Context, svc: str, iid: InstanceId, busy: bool | None, status: Status | None
+) -> Answer:
+    inst = await ctx.changes.set_status(svc, iid, status=status, busy=busy)
+    return 200, inst.to_json(), inst.modify_index
 
 
 def status_fields(body: Any) -> tuple[bool | None, Status | None]:

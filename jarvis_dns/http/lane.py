@@ -23,14 +23,13 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any
 
 from aiohttp.http import SERVER_SOFTWARE
 
 from jarvis_dns import jsontext, validate
 from jarvis_dns.http import api
-from jarvis_dns.http.common import Context, decode_body, error_answer
-from jarvis_dns.models import Instance, InstanceId, JSONObject
+from jarvis_dns.http.common import Context, RequestCounts, decode_body, error_answer
+from jarvis_dns.registry import Heartbeat
 
 # A request head longer than this without its end goes to aiohttp (which refuses it).
 MAX_HEAD = 16 * 1024
@@ -94,14 +93,12 @@ def frame(buf: bytearray, max_body: int) -> Head | Unframed | None:
 
 
 Reply = bytes | Awaitable[bytes]
-Answer = tuple[int, str, int]  # status, JSON text, X-Jarvis-Index
 
 
 class Lane:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self._requests = ctx.metrics.counter("jarvis_http_requests_total")
-        self._duration = ctx.metrics.histogram("jarvis_http_request_duration_seconds")
+        self._counted = RequestCounts(ctx.metrics)
         self._date = (0, "")
 
     def answer(self, head: Head, client: str) -> Reply | None:
@@ -128,27 +125,17 @@ class Lane:
     def _beat(self, began: float, svc: str, iid: str, raw: bytes) -> Reply:
         busy, metrics = api.heartbeat_fields(raw, decode_body(raw, optional=True))
         svc, key = api.heartbeat_ids(self.ctx.view, svc, iid)
-        inst = self.ctx.changes.beat_now(svc, key, busy, metrics)
+        inst = self.ctx.changes.beat_now(Heartbeat(svc, key, busy, metrics))
         if inst is not None:
             return self._reply(HEARTBEAT, began, 200, api.beat_text(inst), inst.modify_index)
-        return self._finish(HEARTBEAT, began, self._beat_later(svc, key, busy, metrics))
+        return self._finish(HEARTBEAT, began, api.beaten(self.ctx, svc, key, busy, metrics))
 
-    async def _beat_later(
-        self, svc: str, iid: InstanceId, busy: bool | None, metrics: JSONObject | None
-    ) -> Answer:
-        inst = await self.ctx.changes.heartbeat(svc, iid, busy=busy, metrics=metrics)
-        return 200, api.beat_text(inst), inst.modify_index
-
-    def _flip(self, svc: str, iid: str, raw: bytes) -> Awaitable[Answer]:
+    def _flip(self, svc: str, iid: str, raw: bytes) -> Awaitable[api.Answer]:
         svc, key = validate.service_type(svc), validate.instance_id(iid)
         busy, status = api.status_fields(decode_body(raw))
-        return self._status(svc, key, busy, status)
+        return api.flipped(self.ctx, svc, key, busy, status)
 
-    async def _status(self, svc: str, iid: InstanceId, busy: Any, status: Any) -> Answer:
-        inst: Instance = await self.ctx.changes.set_status(svc, iid, status=status, busy=busy)
-        return 200, inst.to_json(), inst.modify_index
-
-    async def _finish(self, route: str, began: float, work: Awaitable[Answer]) -> bytes:
+    async def _finish(self, route: str, began: float, work: Awaitable[api.Answer]) -> bytes:
         try:
             status, text, index = await work
         except Exception as exc:
@@ -161,8 +148,7 @@ class Lane:
         return self._reply(route, began, status, jsontext.encode(body), None)
 
     def _reply(self, route: str, began: float, status: int, text: str, index: int | None) -> bytes:
-        self._requests.inc(route, str(status))
-        self._duration.observe(time.perf_counter() - began, route)
+        self._counted.answered(route, status, began)
         body = text.encode()
         extra = "" if index is None else f"X-Jarvis-Index: {index}\r\n"
         head = (
@@ -182,8 +168,8 @@ class Lane:
 
 
 def _route(head: Head) -> tuple[str, str, str] | None:
-    """(route, service, instance) of a plain heartbeat, busy flip or discover; None
-    otherwise."""
+    """(route, service, instance) of a plain heartbeat, busy flip, discover or
+    registration (the last two without service and instance); None otherwise."""
     if b"%" in head.target or b"?" in head.target:
         return None
     ctype = head.headers.get(b"content-type")

@@ -101,9 +101,9 @@ class _Guarded(asyncio.Protocol):
                 inner.data_received(bytes(self._pending))
                 self._pending.clear()
                 return
-            wire = bytes(self._pending[: head.end])
-            del self._pending[: head.end]
             reply = lane.answer(head, self._client) if self._aiohttp_idle() else None
+            wire = bytes(self._pending[: head.end]) if reply is None else b""
+            del self._pending[: head.end]  # before _send, which may hand the rest over
             if reply is None:
                 inner.data_received(wire)
             elif isinstance(reply, bytes):

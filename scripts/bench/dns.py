@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import _plot
 from _common import (
@@ -254,8 +255,7 @@ def churn_runs(seconds: float, rates: list[int]) -> tuple[list[tuple[int, Perf, 
                         flipper.join()
                     runs[rate].append((perf, result[0] if result else Churn(0, 0, 0.0, 0.0)))
             for rate in rates:
-                ordered = sorted(runs[rate], key=lambda run: run[0].qps)
-                rows.append((rate, *ordered[len(ordered) // 2]))
+                rows.append((rate, *median(runs[rate], lambda run: run[0].qps)))
         finally:
             stop(server)
         no_cache_server, port = uncached(data)
@@ -299,11 +299,19 @@ def alternated(port: int, ref_port: int, queries: list[str], seconds: float) -> 
     for _ in range(ROUNDS):
         ours.append(dnsperf(port, queries, seconds / 2))
         theirs.append(dnsperf(ref_port, queries, seconds / 2))
-    return median_run(ours), median_run(theirs)
+    return median(ours, qps), median(theirs, qps)
 
 
-def median_run(runs: list[Perf]) -> Perf:
-    return sorted(runs, key=lambda run: run.qps)[len(runs) // 2]
+T = TypeVar("T")
+
+
+def qps(run: Perf) -> float:
+    return run.qps
+
+
+def median(runs: list[T], key: Callable[[T], float]) -> T:
+    """The middle run by ``key`` (ROUNDS is odd)."""
+    return sorted(runs, key=key)[len(runs) // 2]
 
 
 def run(seconds: float, big: int) -> str:
