@@ -81,7 +81,7 @@ class Changes:
         self._clock = clock
         self._subscribers: list[Subscriber] = []
         self._locks = _KeyLocks()
-        self._sequencer = _Sequencer()
+        self._sequencer = _Sequencer(self._apply)
         self._catching_up: list[tuple[int, asyncio.Future[None]]] = []
         metrics = metrics or Metrics()
         self._applied = metrics.counter("jarvis_events_total")
@@ -207,7 +207,7 @@ class Changes:
                     return self._touch(planned)
                 # Shielded: once the store has the batch, the view must get it too, even
                 # if the request that asked for it goes away meanwhile.
-                committing = asyncio.ensure_future(self._commit(planned))
+                committing = self._landing(planned)
                 try:
                     await asyncio.shield(committing)
                 except StaleRead as stale:  # another node got there first: catch up, replan
@@ -234,25 +234,34 @@ class Changes:
         self.liveness.note(inst)
         return inst
 
-    async def _commit(self, batch: Batch) -> None:
-        if self.store.echoes:  # the batch comes back through follow(), in revision order
-            index = await self._timed_commit(batch)
-            stamp(batch, index)  # the answer shows the batch's own index
-            await self._caught_up(index)
-            return
-        slot = self._sequencer.take()  # before commit(): the store numbers in call order
-        try:
-            index = await self._timed_commit(batch)
-            await self._sequencer.turn(slot)
-            self._apply(index, batch)
-        finally:
-            self._sequencer.release(slot)
+    def _landing(self, batch: Batch) -> asyncio.Future[None]:
+        """Commit the batch; the future is done once the view has it (or the commit
+        failed, with the store's error)."""
+        if self.store.echoes:  # it comes back through follow(), in revision order
+            return asyncio.ensure_future(self._commit_shared(batch))
+        # Only this node writes: apply in the order the store numbers, which is call
+        # order. Callbacks, not a task per batch: a registration flood pays for none.
+        slot = self._sequencer.take(batch)
+        began = time.perf_counter()
 
-    async def _timed_commit(self, batch: Batch) -> int:
+        def committed(done: asyncio.Future[int]) -> None:
+            self._commit_time.observe(time.perf_counter() - began)
+            self._sequencer.settle(slot, done)
+
+        try:  # a store whose commit() hands back a future (SQLite) costs no task either
+            committing = asyncio.ensure_future(self.store.commit(batch))
+        except Exception as exc:  # failed before it began: its slot must still settle
+            committing = asyncio.get_running_loop().create_future()
+            committing.set_exception(exc)
+        committing.add_done_callback(committed)
+        return slot.landed
+
+    async def _commit_shared(self, batch: Batch) -> None:
         began = time.perf_counter()
         index = await self.store.commit(batch)
         self._commit_time.observe(time.perf_counter() - began)
-        return index
+        stamp(batch, index)  # the answer shows the batch's own index
+        await self._caught_up(index)
 
     async def _caught_up(self, index: int) -> None:
         """Until the view has applied everything up to index (a shared store's echo)."""
@@ -320,36 +329,47 @@ class Changes:
 
 @dataclass(slots=True, eq=False)
 class _Slot:
-    done: bool = False
-    turn: asyncio.Future[None] | None = None
+    batch: Batch
+    landed: asyncio.Future[None]
+    committed: asyncio.Future[int] | None = None  # the store's answer, once it came
 
 
 class _Sequencer:
-    """Applies batches in the order the store numbered them: a batch whose commit
-    finished early waits for the ones numbered before it (applied or failed)."""
+    """Applies batches in the order the store numbered them (the order they were
+    taken): a batch whose commit finished early waits for the ones numbered before it
+    (applied or failed)."""
 
-    def __init__(self) -> None:
+    def __init__(self, apply: Callable[[int, Batch], None]) -> None:
+        self._apply = apply
         self._slots: deque[_Slot] = deque()
 
-    def take(self) -> _Slot:
-        slot = _Slot()
+    def take(self, batch: Batch) -> _Slot:
+        slot = _Slot(batch, asyncio.get_running_loop().create_future())
         self._slots.append(slot)
         return slot
 
-    async def turn(self, slot: _Slot) -> None:
-        if self._slots[0] is slot:
-            return
-        slot.turn = asyncio.get_running_loop().create_future()
-        await slot.turn
+    def settle(self, slot: _Slot, committed: asyncio.Future[int]) -> None:
+        slot.committed = committed
+        slots = self._slots
+        while slots and slots[0].committed is not None:
+            self._finish(slots.popleft())
 
-    def release(self, slot: _Slot) -> None:
-        slot.done = True
-        while self._slots and self._slots[0].done:
-            self._slots.popleft()
-        if self._slots:
-            head = self._slots[0].turn
-            if head is not None and not head.done():
-                head.set_result(None)
+    def _finish(self, slot: _Slot) -> None:
+        committed, landed = slot.committed, slot.landed
+        assert committed is not None
+        if committed.cancelled():
+            landed.cancel()
+            return
+        error = committed.exception()
+        if error is None:
+            try:
+                self._apply(committed.result(), slot.batch)
+            except Exception as exc:  # answered as the request's error, never lost
+                error = exc
+        if error is None:
+            landed.set_result(None)
+        else:
+            landed.set_exception(error)
 
 
 class _KeyLocks:

@@ -33,7 +33,7 @@ In DESIGN's words: the store is the log; the view is its projection.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -62,7 +62,9 @@ class Store(Protocol):
 
     async def load(self) -> Snapshot: ...
 
-    async def commit(self, batch: Batch) -> int: ...
+    def commit(self, batch: Batch) -> Awaitable[int]:
+        """A coroutine, or a future the store settles itself (no task to await it)."""
+        ...
 
     async def write_liveness(self, rows: Sequence[LivenessRow]) -> None: ...
 

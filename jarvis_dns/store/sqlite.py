@@ -60,7 +60,7 @@ class _Job:
     liveness: Sequence[LivenessRow] = ()
     index: int = 0
     durable: bool = True
-    future: asyncio.Future[None] | None = None
+    future: asyncio.Future[int] | None = None  # settled with index once written
 
     @property
     def size(self) -> int:
@@ -120,16 +120,19 @@ class SqliteStore:
             raise StoreError("load() runs once, before the first commit")
         return await asyncio.to_thread(self._load)
 
-    async def commit(self, batch: Batch) -> int:
-        # Numbered and encoded before the first await: indexes follow call order.
+    def commit(self, batch: Batch) -> asyncio.Future[int]:
+        """A future, not a coroutine: the writer thread settles it (with the index) once
+        the batch is on disk, and the caller needs no task to wait for it. Numbered and
+        encoded here, on the loop: indexes follow call order."""
         self._index += 1
         self._trim_below = self._index - self._event_log_size
         stamp(batch, self._index)
-        job = _encode(batch)
-        future = self._submit(job)
+        future = self._submit(_encode(batch))
         if batch.durable:
-            await future
-        return batch.index
+            return future
+        done = asyncio.get_running_loop().create_future()  # not waiting for the disk
+        done.set_result(batch.index)
+        return done
 
     async def write_liveness(self, rows: Sequence[LivenessRow]) -> None:
         futures = [
@@ -157,7 +160,7 @@ class SqliteStore:
 
     # -- the writer thread -----------------------------------------------------
 
-    def _submit(self, job: _Job) -> asyncio.Future[None]:
+    def _submit(self, job: _Job) -> asyncio.Future[int]:
         loop = asyncio.get_running_loop()
         if self._thread is None:
             self._loop = loop
@@ -291,12 +294,12 @@ def _settle(group: list[_Job], errors: list[sqlite3.Error | None]) -> None:
         if future is None or future.done():  # its waiter went away
             continue
         if error is None:
-            future.set_result(None)
+            future.set_result(job.index)
         else:
             future.set_exception(StoreError(f"sqlite write failed: {error}"))
 
 
-def _log_lost(future: asyncio.Future[None]) -> None:
+def _log_lost(future: asyncio.Future[int]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.error("a liveness-class batch was not written: %s", future.exception())
 
