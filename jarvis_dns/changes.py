@@ -249,7 +249,7 @@ class Changes:
             self._sequencer.settle(slot, done)
 
         try:  # a store whose commit() hands back a future (SQLite) costs no task either
-            committing = asyncio.ensure_future(self.store.commit(batch))
+            committing: asyncio.Future[int] = asyncio.ensure_future(self.store.commit(batch))
         except Exception as exc:  # failed before it began: its slot must still settle
             committing = asyncio.get_running_loop().create_future()
             committing.set_exception(exc)
