@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 import pytest
 from conftest import FakeClock, eventually, new_changes
@@ -226,6 +226,33 @@ async def test_a_failed_commit_changes_nothing(clock: FakeClock) -> None:
     store.fail = False  # recovers without a restart
     await changes.set_status("auth", 1, busy=True)
     assert changes.view.get("auth", 1).busy
+
+
+class _FailsBeforeAwaiting(ScriptedStore):
+    """A commit() that raises before it hands back an awaitable (SQLite's commit is a
+    plain function returning the writer's future)."""
+
+    def commit(self, batch: Batch) -> Awaitable[int]:  # type: ignore[override]
+        if self.fail:
+            raise StoreError("disk full")
+        return super().commit(batch)
+
+
+async def test_a_commit_failing_at_once_changes_nothing_and_blocks_nothing(
+    clock: FakeClock,
+) -> None:
+    store = _FailsBeforeAwaiting()
+    changes = new_changes(clock, store)
+    await changes.register(spec())
+    store.fail = True
+    with pytest.raises(StoreError):
+        await changes.register(spec(metadata={"v": 2}))
+    assert changes.view.get("auth", 1).metadata == {} and changes.view.index == 1
+    store.fail = False  # the batches after it are applied: the failed one held no turn
+    await asyncio.wait_for(changes.register(spec(iid=2)), 5)
+    await asyncio.wait_for(changes.set_status("auth", 1, busy=True), 5)
+    assert changes.view.find("auth", 2) is not None and changes.view.get("auth", 1).busy
+    assert changes.view.index == 3
 
 
 async def test_a_stalled_commit_holds_only_writes_behind_it(clock: FakeClock) -> None:
