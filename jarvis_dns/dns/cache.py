@@ -151,8 +151,11 @@ class AnswerCache:
                 reply = spelling.reply(rd, 0)
             return data[:2] + reply
         step = question.turn
-        question.turn = (step + 1) % steps
-        return data[:2] + spelling.reply(rd, step)
+        question.turn = step + 1 if step + 1 < steps else 0
+        reply = spelling.rings[rd][step]  # inline: the call below is for the first time
+        if reply is None:
+            reply = spelling.reply(rd, step)
+        return data[:2] + reply
 
     def fresh(self, data: bytes) -> bytes | None:
         """The reply just stored for this query, not counted as a hit (it was a miss)."""

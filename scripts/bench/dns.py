@@ -46,7 +46,7 @@ from _common import (
 )
 
 ZONE = "jarvis.internal"
-ROUNDS = 3  # runs per figure, taken in turn with the figure it is compared with; median
+ROUNDS = 5  # runs per figure, taken in turn with the figure it is compared with; median
 SMALL = 4  # instances of `auth`: an SRV answer with glue that fits 512 bytes
 MIXES = {
     "SRV": [f"_auth._tcp.{ZONE} SRV"],
