@@ -31,6 +31,7 @@ from jarvis_dns.registry import EventLog
 from jarvis_dns.registry.commands import Expire
 from jarvis_dns.store.base import Reload
 from jarvis_dns.store.etcd import EtcdStore
+from jarvis_dns.store.etcd_api import EtcdClient
 
 pytestmark = pytest.mark.etcd
 
@@ -367,3 +368,56 @@ async def test_the_watch_resumes_when_its_member_dies(
         assert b.store.client.watching != watched.endpoint
         assert b.changes.view.get("auth", 1).status is Status.MAINTENANCE
         assert b.changes.events.since(0) == a.changes.events.since(0)
+
+
+# -- lease renewals go to the leader --------------------------------------------------
+
+
+def leading(cluster: EtcdCluster) -> str | None:
+    """The endpoint (as the client spells it) of the member that names itself leader."""
+    for member in cluster.members:
+        try:
+            status = post(member.endpoint, "/v3/maintenance/status", {})
+        except OSError:
+            continue  # killed
+        header = status["header"]
+        assert isinstance(header, dict)
+        if status.get("leader") == header.get("member_id"):
+            return f"http://{member.endpoint}"
+    return None
+
+
+async def kept_alive(client: EtcdClient, lease: int, within: float = 30) -> int:
+    """The lease's TTL after a renewal, retried while etcd elects a new leader."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return (await client.lease_keepalive([lease]))[lease]
+        except StoreError:
+            assert time.monotonic() < deadline, "no member renewed the lease"
+
+
+async def test_lease_renewals_go_to_the_leader_and_follow_it(three_members: EtcdCluster) -> None:
+    """A follower forwards every renewal to the leader: the client finds the leader
+    (asking in the background) and renews there; when the leader dies the renewals go
+    on through another member, and the new leader is found."""
+    client = EtcdClient(three_members.endpoints, leader_check_s=0.05)
+    try:
+        leader = leading(three_members)
+        assert leader is not None
+        lease = await client.lease_grant(60)
+
+        async def found(endpoint: str | None) -> bool:
+            await client.lease_keepalive([lease])  # asks again when the answer is old
+            return client.leader == endpoint and endpoint is not None
+
+        await eventually(lambda: found(leader))
+        assert await kept_alive(client, lease) > 0
+        assert client.current == leader  # the leader answered the renewal
+
+        three_members.member_at(leader).kill()
+        assert await kept_alive(client, lease) > 0  # another member takes the renewals
+        await eventually(lambda: (new := leading(three_members)) is not None and found(new), 30)
+        assert client.leader != leader
+    finally:
+        await client.close()

@@ -11,8 +11,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS = ROOT / "BENCHMARKS.md"
@@ -313,3 +315,11 @@ def wrk(url: str, lua: str, seconds: float, connections: int = 64) -> WrkResult:
         int(count.group(1)) if count else 0,
         {float(p): int(us) / 1000 for p, us in re.findall(r"^PCTL (\S+) (\d+)$", out, re.M)},
     )
+
+
+T = TypeVar("T")
+
+
+def median(runs: list[T], key: Callable[[T], float]) -> T:
+    """The middle run by ``key`` (of an odd number of runs taken in turn)."""
+    return sorted(runs, key=key)[len(runs) // 2]

@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import _plot
 from _common import (
@@ -38,6 +37,7 @@ from _common import (
     dnsperf,
     free_port,
     header,
+    median,
     pinned,
     seed_sqlite,
     stop,
@@ -302,16 +302,8 @@ def alternated(port: int, ref_port: int, queries: list[str], seconds: float) -> 
     return median(ours, qps), median(theirs, qps)
 
 
-T = TypeVar("T")
-
-
 def qps(run: Perf) -> float:
     return run.qps
-
-
-def median(runs: list[T], key: Callable[[T], float]) -> T:
-    """The middle run by ``key`` (ROUNDS is odd)."""
-    return sorted(runs, key=key)[len(runs) // 2]
 
 
 def run(seconds: float, big: int) -> str:
