@@ -336,13 +336,17 @@ class App:
             log.error("zone reload failed, keeping the old data: %s", exc)
 
 
+# Young collections every 50,000 net new objects; full ones practically never.
+GC_THRESHOLDS = (50_000, 50, 100)
+
+
 def _tune_gc() -> None:
     """Keep the cyclic GC from pausing the loop: a registry of 100,000 instances is a
     large, long-lived object graph that a full collection would walk again and again
     (about half a second on a 2-core VM). Collections run less often (request handling
     frees its objects by reference counting and makes few cycles)."""
     gc.collect()
-    gc.set_threshold(50_000, 50, 100)
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _freeze_restored() -> None:

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from jarvis_dns.app import GC_THRESHOLDS
+
 CHILD = r"""
 import asyncio, gc, json, os, signal, sys, time
 from jarvis_dns.app import serve
@@ -68,4 +70,4 @@ def test_restored_registry_is_frozen_and_later_objects_are_not(tmp_path: Path) -
     assert seen["instances"] == 200
     assert seen["restored_collectable"] == 0
     assert seen["later_collectable"] is True
-    assert seen["threshold"] == [50_000, 50, 100]
+    assert seen["threshold"] == list(GC_THRESHOLDS)
