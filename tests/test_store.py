@@ -22,7 +22,7 @@ from etcd_cluster import EtcdCluster, running
 
 from jarvis_dns.changes import Changes
 from jarvis_dns.errors import ConfigError, StoreError
-from jarvis_dns.models import Check, EventKind, InstanceSpec, Status
+from jarvis_dns.models import Batch, Check, EventKind, Instance, InstanceSpec, Status
 from jarvis_dns.registry import EventLog
 from jarvis_dns.store.base import Store
 from jarvis_dns.store.etcd import EtcdStore
@@ -262,6 +262,109 @@ async def test_the_migrated_file_takes_new_writes(tmp_path: Path, clock: FakeClo
     await store.close()
     again = await SqliteStore(path).load()
     assert again.index == 11 and len(again.events) == 11
+
+
+async def test_a_file_from_schema_2_is_migrated(tmp_path: Path, clock: FakeClock) -> None:
+    """registry-v2.db: made by the release before rowid-keyed instances (fixtures/README)."""
+    path = tmp_path / "registry.db"
+    shutil.copy(FIXTURES / "registry-v2.db", path)
+    store = SqliteStore(path)
+    changes = new_changes(clock, store)
+    await changes.load()
+    view = changes.view
+    assert view.index == 7 and len(changes.events.since(0)) == 7
+    assert sorted((i.service_type, i.key) for i in view.all_instances()) == [
+        ("api", "0"),
+        ("api", "1"),
+        ("auth", "1"),
+        ("auth", "blue"),
+    ]
+    one = view.get("auth", 1)
+    assert one.metrics == {"load": 0.5} and one.last_heartbeat == 1_800_000_005.0
+    assert one.metadata == {"tags": ["oauth"], "version": "1.2"}
+    assert view.get("auth", "blue").busy
+    assert view.get("api", 0).status is Status.DEAD
+    assert view.get("api", 1).status is Status.MAINTENANCE
+    assert view.service_index("gone") == 7
+    await changes.heartbeat("auth", 1, metrics={"load": 0.7})
+    await changes.flush_liveness()
+    await changes.deregister("api", 1)
+    inst, created = await changes.register(spec("api", 1))
+    assert created and inst.create_index == 9
+    await store.close()
+    db = sqlite3.connect(path)
+    assert version_of(db) == SCHEMA_VERSION
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert db.execute("PRAGMA index_list(instances)").fetchall() == []  # the row is the key
+    db.close()
+    again = await SqliteStore(path).load()
+    assert len(again.instances) == 4 and again.index == 9
+    assert next(
+        i for i in again.instances if i.key == "1" and i.service_type == "auth"
+    ).metrics == {"load": 0.7}
+
+
+def bare(svc: str, host: str) -> Instance:
+    """Instance 1 of svc, as a plan would make it (for a store driven without Changes)."""
+    return Instance(
+        svc, 1, host, 80, {}, 100, False, Status.ACTIVE, 30.0, None, None, 1.0, 1.0, 1.0
+    )
+
+
+def rows_of(path: Path) -> list[tuple[str, str]]:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(
+            "SELECT service_type, instance_key FROM instances ORDER BY 1, 2"
+        ).fetchall()
+    finally:
+        db.close()
+
+
+async def test_a_failed_deregistration_leaves_one_row(tmp_path: Path, clock: FakeClock) -> None:
+    """A delete the disk refused keeps its row, and the instance keeps that row: a later
+    update and deregistration remove it for good (no stale copy comes back on restart)."""
+    store = SqliteStore(tmp_path / "r.db")
+    changes = new_changes(clock, store)
+    await changes.load()
+    await changes.register(spec("auth", 1))
+    store._db.execute(
+        "CREATE TRIGGER refuse BEFORE DELETE ON instances "
+        "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+    )
+    with pytest.raises(StoreError, match="disk is full"):
+        await changes.deregister("auth", 1)
+    assert changes.view.find("auth", 1) is not None  # the view never saw it
+    store._db.execute("DROP TRIGGER refuse")
+    await changes.register(spec("auth", 1, metadata={"v": 2}))
+    await changes.deregister("auth", 1)
+    await store.close()
+    assert rows_of(tmp_path / "r.db") == []
+    assert (await SqliteStore(tmp_path / "r.db").load()).instances == []
+
+
+async def test_a_put_after_a_failed_delete_takes_its_row_alone(tmp_path: Path) -> None:
+    """Two commits in flight on one key (no Changes lock between them): the delete fails,
+    the put lands on a new row; the old row goes with the next write."""
+    store = SqliteStore(tmp_path / "r.db")
+    await store.load()
+    await store.commit(Batch(puts=[bare("auth", "10.0.0.1")]))
+    store._db.execute(
+        "CREATE TRIGGER refuse BEFORE DELETE ON instances "
+        "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+    )
+    deleting = store.commit(Batch(deletes=[("auth", "1")]))
+    putting = store.commit(Batch(puts=[bare("auth", "10.0.0.2")]))
+    with pytest.raises(StoreError, match="disk is full"):
+        await deleting
+    await putting
+    assert sorted(rows_of(tmp_path / "r.db")) == [("auth", "1"), ("auth", "1")]
+    kept = await SqliteStore(tmp_path / "r.db").load()  # of the two, the newer row
+    assert [i.host for i in kept.instances] == ["10.0.0.2"]
+    store._db.execute("DROP TRIGGER refuse")
+    await store.commit(Batch(puts=[bare("api", "10.0.0.3")]))
+    await store.close()
+    assert rows_of(tmp_path / "r.db") == [("api", "1"), ("auth", "1")]
 
 
 def test_a_file_from_a_newer_release_is_refused(tmp_path: Path) -> None:

@@ -11,6 +11,13 @@ it awaits a future the thread settles.
 A liveness row applies only while the stored record is the one it was taken from (same
 modify_index): a full write that landed in between wins. Liveness flushes go in chunks
 of LIVENESS_CHUNK rows, so a registration waits behind one chunk at most.
+
+Instances are keyed by a row number this store hands out and keeps in memory (``Rows``),
+not by an index on (service type, id) that would cost a random page per registration
+(schema.py, version 3). A new instance takes the next number, so new rows append; a
+deleted one gives its number up. Should a delete fail (disk full), its number comes
+back; if a later put took a new number meanwhile, the old row is deleted with the next
+job, so a key never has two rows for long, and load() keeps the newest of any two.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from pathlib import Path
 
 from jarvis_dns import jsontext
 from jarvis_dns.errors import ConfigError, StoreError
-from jarvis_dns.models import Batch, Event, Instance, LivenessRow, Snapshot
+from jarvis_dns.models import Batch, Event, Instance, Key, LivenessRow, Snapshot
 from jarvis_dns.registry.apply import stamp
 from jarvis_dns.registry.plan import Touch
 from jarvis_dns.store.base import no_changes
@@ -53,11 +60,13 @@ SETTLE_CHUNK = 8
 class _Job:
     """One unit the writer thread commits under its own savepoint."""
 
-    upserts: list[tuple[str, str, str, int]] = field(default_factory=list)
-    deletes: list[tuple[str, str]] = field(default_factory=list)
+    upserts: list[tuple[int, str, str, str, int]] = field(default_factory=list)
+    deletes: list[tuple[int]] = field(default_factory=list)  # rows
+    deleted: list[tuple[Key, int]] = field(default_factory=list)  # the keys they held
+    orphans: list[int] = field(default_factory=list)  # rows of no key (in deletes too)
     services: list[tuple[str, int]] = field(default_factory=list)
     events: list[tuple[int, int, str]] = field(default_factory=list)
-    liveness: Sequence[LivenessRow] = ()
+    liveness: Sequence[tuple[LivenessRow, int]] = ()  # with the instance's row
     index: int = 0
     durable: bool = True
     future: asyncio.Future[int] | None = None  # settled with index once written
@@ -76,21 +85,70 @@ class _Job:
         if self.events:
             db.executemany(_INSERT_EVENT, self.events)
         if self.liveness:
-            db.executemany(_UPDATE_LIVENESS, [_liveness_row(r) for r in self.liveness])
+            db.executemany(_UPDATE_LIVENESS, [_liveness_row(*r) for r in self.liveness])
         if self.index:
             db.execute(_SET_INDEX, (self.index,))
 
 
-def _encode(batch: Batch) -> _Job:
+class Rows:
+    """Which row of the instances table holds each instance (the table's key), kept on
+    the event loop in commit order: the writer thread only ever sees numbers."""
+
+    def __init__(self, start: int = 1) -> None:
+        self._of: dict[Key, int] = {}
+        self._next = start
+        self.orphans: list[int] = []  # rows no key points to any more, still to delete
+
+    def add(self, key: Key, row: int) -> None:
+        """A row read from the file; of two for one key, the later add wins."""
+        old = self._of.get(key)
+        if old is not None:
+            self.orphans.append(old)
+        self._of[key] = row
+        self._next = max(self._next, row + 1)
+
+    def put(self, key: Key) -> int:
+        row = self._of.get(key)
+        if row is None:
+            row = self._of[key] = self._next
+            self._next += 1
+        return row
+
+    def get(self, key: Key) -> int | None:
+        return self._of.get(key)
+
+    def delete(self, key: Key) -> int | None:
+        return self._of.pop(key, None)
+
+    def undelete(self, key: Key, row: int) -> None:
+        """A delete that failed: the row is still in the file."""
+        if self._of.get(key, row) == row:
+            self._of[key] = row
+        else:  # a put took a new row meanwhile: this one goes with the next job
+            self.orphans.append(row)
+
+
+def _encode(batch: Batch, rows: Rows) -> _Job:
     index = batch.index
-    return _Job(
-        upserts=[(i.service_type, i.key, i.to_json(), index) for i in batch.puts],
-        deletes=list(batch.deletes),
+    job = _Job(
+        upserts=[
+            (rows.put((i.service_type, i.key)), i.service_type, i.key, i.to_json(), index)
+            for i in batch.puts
+        ],
         services=[(svc, index) for svc in batch.services()],
         events=[(index, seq, _dump_event(e)) for seq, e in enumerate(batch.events)],
         index=index,
         durable=batch.durable,
     )
+    for key in batch.deletes:
+        row = rows.delete(key)
+        if row is not None:
+            job.deleted.append((key, row))
+            job.deletes.append((row,))
+    if rows.orphans:
+        job.orphans, rows.orphans = rows.orphans, []
+        job.deletes += [(row,) for row in job.orphans]
+    return job
 
 
 class SqliteStore:
@@ -110,6 +168,7 @@ class SqliteStore:
         self._trim_below = self._index - event_log_size  # events at or below it go
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._synced = True  # synchronous=FULL (every commit fsynced), as _connect sets
+        self._rows: Rows | None = None  # filled by load() (or the first write)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -127,7 +186,7 @@ class SqliteStore:
         self._index += 1
         self._trim_below = self._index - self._event_log_size
         stamp(batch, self._index)
-        future = self._submit(_encode(batch))
+        future = self._submit(_encode(batch, self._row_map()))
         if batch.durable:
             return future
         done = asyncio.get_running_loop().create_future()  # not waiting for the disk
@@ -135,9 +194,11 @@ class SqliteStore:
         return done
 
     async def write_liveness(self, rows: Sequence[LivenessRow]) -> None:
+        where = self._row_map()
+        found = [(r, row) for r in rows if (row := where.get((r.service_type, r.key))) is not None]
         futures = [
-            self._submit(_Job(liveness=rows[start : start + LIVENESS_CHUNK]))
-            for start in range(0, len(rows), LIVENESS_CHUNK)
+            self._submit(_Job(liveness=found[start : start + LIVENESS_CHUNK]))
+            for start in range(0, len(found), LIVENESS_CHUNK)
         ]
         for future in futures:
             await future
@@ -179,8 +240,8 @@ class SqliteStore:
                 return
             group, stop = self._gather(job)
             errors = self._write(group)
-            assert self._loop is not None
-            self._loop.call_soon_threadsafe(_settle, group, errors)
+            assert self._loop is not None and self._rows is not None  # set before the start
+            self._loop.call_soon_threadsafe(_settle, group, errors, self._rows)
             if stop:
                 return
 
@@ -241,9 +302,23 @@ class SqliteStore:
             return [exc] * jobs
         return errors
 
+    def _row_map(self) -> Rows:
+        """The rows of the instances in the file; read here only when no load() did,
+        before the writer thread has the connection."""
+        if self._rows is None:
+            self._rows = Rows()
+            for row, svc, key in self._db.execute(_SELECT_ROWS):
+                self._rows.add((svc, key), row)
+        return self._rows
+
     def _load(self) -> Snapshot:
         db = self._db
-        instances = [_restore(row) for row in db.execute(_SELECT_INSTANCES)]
+        self._rows = Rows()
+        by_key: dict[Key, Instance] = {}
+        for row, svc, key, *stored in db.execute(_SELECT_INSTANCES):
+            self._rows.add((svc, key), row)  # of two rows for a key, the later one
+            by_key[(svc, key)] = _restore(stored)
+        instances = list(by_key.values())
         events = [Event.from_dict(json.loads(d)) for (d,) in db.execute(_SELECT_EVENTS)]
         services = dict(db.execute("SELECT service_type, idx FROM services").fetchall())
         return Snapshot(instances, events, self._index, services)
@@ -251,12 +326,12 @@ class SqliteStore:
 
 def _merge(group: list[_Job]) -> _Job | None:
     """The group as one job: its statements run by kind (every upsert, then every
-    delete, ...), so merging is only right when no key is both put and deleted in the
+    delete, ...), so merging is only right when no row is both put and deleted in the
     group; None then, and the jobs are written one by one, in order."""
     if len(group) == 1:
         return group[0]
-    deleted = {key for job in group for key in job.deletes}
-    if deleted and any((svc, key) in deleted for job in group for svc, key, _, _ in job.upserts):
+    deleted = {row for job in group for (row,) in job.deletes}
+    if deleted and any(up[0] in deleted for job in group for up in job.upserts):
         return None
     merged = _Job(liveness=[row for job in group for row in job.liveness])
     for job in group:
@@ -280,16 +355,20 @@ def _in_savepoint(db: sqlite3.Connection, job: _Job) -> sqlite3.Error | None:
     return None
 
 
-def _settle(group: list[_Job], errors: list[sqlite3.Error | None]) -> None:
+def _settle(group: list[_Job], errors: list[sqlite3.Error | None], rows: Rows) -> None:
     """On the loop: answer each job's waiter, SETTLE_CHUNK at a time. Every answered
     waiter resumes its request in the loop's next pass, and a pass runs all it has
     before it looks at sockets again: a group of a hundred would keep DNS waiting for
     all of them. A few per pass lets queries in between."""
     if len(group) > SETTLE_CHUNK:
         rest = group[SETTLE_CHUNK:], errors[SETTLE_CHUNK:]
-        asyncio.get_running_loop().call_soon(_settle, *rest)
+        asyncio.get_running_loop().call_soon(_settle, *rest, rows)
         group, errors = group[:SETTLE_CHUNK], errors[:SETTLE_CHUNK]
     for job, error in zip(group, errors, strict=True):
+        if error is not None:  # its deletes did not happen: their rows are still there
+            for key, row in job.deleted:
+                rows.undelete(key, row)
+            rows.orphans += job.orphans
         future = job.future
         if future is None or future.done():  # its waiter went away
             continue
@@ -319,9 +398,8 @@ def _dump_event(event: Event) -> str:
     return jsontext.encode(event.to_dict())
 
 
-def _liveness_row(r: LivenessRow) -> tuple[float, str, str, str, str, int]:
-    metrics = json.dumps(r.metrics)
-    return (r.last_heartbeat, metrics, r.check_output, r.service_type, r.key, r.modify_index)
+def _liveness_row(r: LivenessRow, row: int) -> tuple[float, str, str, int, int]:
+    return (r.last_heartbeat, json.dumps(r.metrics), r.check_output, row, r.modify_index)
 
 
 def _restore(row: tuple[str, float | None, str | None, str | None]) -> Instance:
@@ -335,18 +413,22 @@ def _restore(row: tuple[str, float | None, str | None, str | None]) -> Instance:
 
 
 _SYNCHRONOUS = {True: "PRAGMA synchronous=FULL", False: "PRAGMA synchronous=NORMAL"}
-_SELECT_INSTANCES = "SELECT data, last_heartbeat, metrics, check_output FROM instances"
+_SELECT_INSTANCES = (
+    "SELECT row, service_type, instance_key, data, last_heartbeat, metrics, check_output "
+    "FROM instances ORDER BY row"
+)
+_SELECT_ROWS = "SELECT row, service_type, instance_key FROM instances ORDER BY row"
 _SELECT_EVENTS = "SELECT data FROM events ORDER BY idx, seq"
 # A full write supersedes batched liveness: clear those columns with it.
 _UPSERT_INSTANCE = (
-    "INSERT OR REPLACE INTO instances "
-    "(service_type, instance_key, data, last_heartbeat, modify_index) VALUES (?, ?, ?, NULL, ?)"
+    "INSERT OR REPLACE INTO instances (row, service_type, instance_key, data, last_heartbeat, "
+    "modify_index) VALUES (?, ?, ?, ?, NULL, ?)"
 )
 _UPDATE_LIVENESS = (
     "UPDATE instances SET last_heartbeat = ?, metrics = ?, check_output = ? "
-    "WHERE service_type = ? AND instance_key = ? AND modify_index = ?"
+    "WHERE row = ? AND modify_index = ?"
 )
-_DELETE_INSTANCE = "DELETE FROM instances WHERE service_type = ? AND instance_key = ?"
+_DELETE_INSTANCE = "DELETE FROM instances WHERE row = ?"
 _UPSERT_SERVICE = "INSERT OR REPLACE INTO services (service_type, idx) VALUES (?, ?)"
 _INSERT_EVENT = "INSERT OR REPLACE INTO events (idx, seq, data) VALUES (?, ?, ?)"
 _TRIM_EVENTS = "DELETE FROM events WHERE idx <= ?"
