@@ -24,7 +24,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from jarvis_dns.errors import NotFound, StaleRead, StoreError
 from jarvis_dns.metrics import Metrics
@@ -205,20 +205,22 @@ class Changes:
                     return before
                 if isinstance(planned, Touch):
                     return self._touch(planned)
-                # Shielded: once the store has the batch, the view must get it too, even
-                # if the request that asked for it goes away meanwhile.
-                committing = self._landing(planned)
+                # Once the store has the batch, the view must get it too, even if the
+                # request that asked for it goes away meanwhile: the sequencer applies it
+                # whoever waits, and a shared store's commit is shielded.
+                landing = self._landing(planned)
                 try:
-                    await asyncio.shield(committing)
+                    if isinstance(landing, _Slot):
+                        await landing.landed
+                    else:
+                        await asyncio.shield(landing)
                 except StaleRead as stale:  # another node got there first: catch up, replan
                     await self._caught_up(stale.revision)
                     continue
                 except asyncio.CancelledError:
-                    if not committing.done():
-                        # The instance stays locked until its batch is applied, so the
-                        # next command on it plans on the view that batch leaves.
-                        release = False
-                        committing.add_done_callback(lambda _: self._locks.release(key))
+                    # The instance stays locked until its batch is applied, so the next
+                    # command on it plans on the view that batch leaves.
+                    release = not self._release_after(landing, key)
                     raise
                 # The instance as this batch left it: with a shared store the view may
                 # already hold later changes by other nodes.
@@ -234,9 +236,23 @@ class Changes:
         self.liveness.note(inst)
         return inst
 
-    def _landing(self, batch: Batch) -> asyncio.Future[None]:
-        """Commit the batch; the future is done once the view has it (or the commit
-        failed, with the store's error)."""
+    def _release_after(self, landing: _Slot | asyncio.Future[None], key: Key) -> bool:
+        """Release key's lock once the batch is applied (or failed); False: it already
+        was, and the caller releases it."""
+        if isinstance(landing, _Slot):
+            if landing.finished:
+                return False
+            landing.after.append(lambda: self._locks.release(key))
+            return True
+        if landing.done():
+            return False
+        landing.add_done_callback(lambda _: self._locks.release(key))
+        return True
+
+    def _landing(self, batch: Batch) -> _Slot | asyncio.Future[None]:
+        """Commit the batch: the sequencer's slot, whose ``landed`` is done once the view
+        has it (or the commit failed, with the store's error); with a shared store, a
+        future done once this node's view has it."""
         if self.store.echoes:  # it comes back through follow(), in revision order
             return asyncio.ensure_future(self._commit_shared(batch))
         # Only this node writes: apply in the order the store numbers, which is call
@@ -254,7 +270,7 @@ class Changes:
             committing = asyncio.get_running_loop().create_future()
             committing.set_exception(exc)
         committing.add_done_callback(committed)
-        return slot.landed
+        return slot
 
     async def _commit_shared(self, batch: Batch) -> None:
         began = time.perf_counter()
@@ -330,8 +346,10 @@ class Changes:
 @dataclass(slots=True, eq=False)
 class _Slot:
     batch: Batch
-    landed: asyncio.Future[None]
+    landed: asyncio.Future[None]  # cancelled when its waiter goes away; applied anyway
     committed: asyncio.Future[int] | None = None  # the store's answer, once it came
+    finished: bool = False  # applied, or failed
+    after: list[Callable[[], None]] = field(default_factory=list)  # then called
 
 
 class _Sequencer:
@@ -357,19 +375,24 @@ class _Sequencer:
     def _finish(self, slot: _Slot) -> None:
         committed, landed = slot.committed, slot.landed
         assert committed is not None
+        slot.finished = True
         if committed.cancelled():
             landed.cancel()
-            return
-        error = committed.exception()
-        if error is None:
-            try:
-                self._apply(committed.result(), slot.batch)
-            except Exception as exc:  # answered as the request's error, never lost
-                error = exc
-        if error is None:
-            landed.set_result(None)
         else:
-            landed.set_exception(error)
+            error = committed.exception()
+            if error is None:
+                try:
+                    self._apply(committed.result(), slot.batch)
+                except Exception as exc:  # answered as the request's error, never lost
+                    error = exc
+            if landed.done():  # its request went away
+                pass
+            elif error is None:
+                landed.set_result(None)
+            else:
+                landed.set_exception(error)
+        for fn in slot.after:
+            fn()
 
 
 class _KeyLocks:
