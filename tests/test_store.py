@@ -189,16 +189,21 @@ async def test_concurrent_commits_share_transactions(tmp_path: Path, clock: Fake
     await again.close()
 
 
+def refuse(store: SqliteStore, statement: str, when: str = "") -> None:
+    """A trigger stands in for a full disk: that statement on instances fails."""
+    guard = f" WHEN {when}" if when else ""
+    store._db.execute(
+        f"CREATE TRIGGER refuse BEFORE {statement} ON instances{guard} "
+        "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+    )
+
+
 async def test_a_failing_job_fails_alone(tmp_path: Path, clock: FakeClock) -> None:
     store = SqliteStore(tmp_path / "r.db")
     changes = new_changes(clock, store)
     await changes.load()
     await changes.register(spec("auth", 1))
-    # A trigger stands in for the disk refusing one row; the rest of its group lands.
-    store._db.execute(
-        "CREATE TRIGGER refuse BEFORE INSERT ON instances WHEN NEW.service_type = 'bad' "
-        "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
-    )
+    refuse(store, "INSERT", when="NEW.service_type = 'bad'")  # the rest of its group lands
     results = await asyncio.gather(
         changes.register(spec("good", 1)),
         changes.register(spec("bad", 1)),
@@ -245,18 +250,31 @@ async def test_a_file_from_the_previous_release_is_migrated(tmp_path: Path) -> N
     assert [e.index for e in snapshot.events] == list(range(1, 11))
     assert snapshot.events[-1].kind is EventKind.DEREGISTERED
     assert snapshot.service_indexes["gone"] == 10
+    assert_current_and_sound(path)
+
+
+async def open_fixture(name: str, tmp_path: Path, clock: FakeClock) -> tuple[Path, Changes]:
+    """A copy of fixtures/<name>, opened and loaded as app.py does."""
+    path = tmp_path / "registry.db"
+    shutil.copy(FIXTURES / name, path)
+    changes = new_changes(clock, SqliteStore(path))
+    await changes.load()
+    return path, changes
+
+
+def assert_current_and_sound(path: Path) -> None:
     db = sqlite3.connect(path)
-    assert version_of(db) == SCHEMA_VERSION
-    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    db.close()
+    try:
+        assert version_of(db) == SCHEMA_VERSION
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("PRAGMA index_list(instances)").fetchall() == []  # row is the key
+    finally:
+        db.close()
 
 
 async def test_the_migrated_file_takes_new_writes(tmp_path: Path, clock: FakeClock) -> None:
-    path = tmp_path / "registry.db"
-    shutil.copy(FIXTURES / "registry-v0.db", path)
-    store = SqliteStore(path)
-    changes = new_changes(clock, store)
-    await changes.load()
+    path, changes = await open_fixture("registry-v0.db", tmp_path, clock)
+    store = changes.store
     inst, created = await changes.register(spec("auth", 9))
     assert created and inst.create_index == 11
     await store.close()
@@ -266,11 +284,7 @@ async def test_the_migrated_file_takes_new_writes(tmp_path: Path, clock: FakeClo
 
 async def test_a_file_from_schema_2_is_migrated(tmp_path: Path, clock: FakeClock) -> None:
     """registry-v2.db: made by the release before rowid-keyed instances (fixtures/README)."""
-    path = tmp_path / "registry.db"
-    shutil.copy(FIXTURES / "registry-v2.db", path)
-    store = SqliteStore(path)
-    changes = new_changes(clock, store)
-    await changes.load()
+    path, changes = await open_fixture("registry-v2.db", tmp_path, clock)
     view = changes.view
     assert view.index == 7 and len(changes.events.since(0)) == 7
     assert sorted((i.service_type, i.key) for i in view.all_instances()) == [
@@ -291,12 +305,8 @@ async def test_a_file_from_schema_2_is_migrated(tmp_path: Path, clock: FakeClock
     await changes.deregister("api", 1)
     inst, created = await changes.register(spec("api", 1))
     assert created and inst.create_index == 9
-    await store.close()
-    db = sqlite3.connect(path)
-    assert version_of(db) == SCHEMA_VERSION
-    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert db.execute("PRAGMA index_list(instances)").fetchall() == []  # the row is the key
-    db.close()
+    await changes.store.close()
+    assert_current_and_sound(path)
     again = await SqliteStore(path).load()
     assert len(again.instances) == 4 and again.index == 9
     assert next(
@@ -328,10 +338,7 @@ async def test_a_failed_deregistration_leaves_one_row(tmp_path: Path, clock: Fak
     changes = new_changes(clock, store)
     await changes.load()
     await changes.register(spec("auth", 1))
-    store._db.execute(
-        "CREATE TRIGGER refuse BEFORE DELETE ON instances "
-        "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
-    )
+    refuse(store, "DELETE")
     with pytest.raises(StoreError, match="disk is full"):
         await changes.deregister("auth", 1)
     assert changes.view.find("auth", 1) is not None  # the view never saw it
@@ -349,10 +356,7 @@ async def test_a_put_after_a_failed_delete_takes_its_row_alone(tmp_path: Path) -
     store = SqliteStore(tmp_path / "r.db")
     await store.load()
     await store.commit(Batch(puts=[bare("auth", "10.0.0.1")]))
-    store._db.execute(
-        "CREATE TRIGGER refuse BEFORE DELETE ON instances "
-        "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
-    )
+    refuse(store, "DELETE")
     deleting = store.commit(Batch(deletes=[("auth", "1")]))
     putting = store.commit(Batch(puts=[bare("auth", "10.0.0.2")]))
     with pytest.raises(StoreError, match="disk is full"):
