@@ -36,10 +36,15 @@ class LivenessBuffer:
         """A full write carries the liveness fields too: nothing left to flush."""
         self._dirty.pop(key, None)
 
-    def drain(self) -> list[LivenessRow]:
-        rows = [row_of(inst) for inst in self._dirty.values()]
+    def take(self) -> list[Instance]:
+        """The noted instances, the buffer empty again: the caller copies their fields
+        (row_of) when it writes them, and a beat meanwhile is noted anew."""
+        noted = list(self._dirty.values())
         self._dirty.clear()
-        return rows
+        return noted
+
+    def drain(self) -> list[LivenessRow]:
+        return [row_of(inst) for inst in self.take()]
 
     def put_back(self, rows: Iterable[LivenessRow], view: View) -> None:
         """Liveness a failed flush could not write, unless since replaced or removed."""

@@ -195,11 +195,13 @@ class SqliteStore:
 
     async def write_liveness(self, rows: Sequence[LivenessRow]) -> None:
         where = self._row_map()
-        found = [(r, row) for r in rows if (row := where.get((r.service_type, r.key))) is not None]
-        futures = [
-            self._submit(_Job(liveness=found[start : start + LIVENESS_CHUNK]))
-            for start in range(0, len(found), LIVENESS_CHUNK)
-        ]
+        futures = []
+        for start in range(0, len(rows), LIVENESS_CHUNK):
+            if start:
+                await asyncio.sleep(0)  # requests between chunks (see Changes.flush_liveness)
+            chunk = rows[start : start + LIVENESS_CHUNK]
+            found = [(r, n) for r in chunk if (n := where.get((r.service_type, r.key))) is not None]
+            futures.append(self._submit(_Job(liveness=found)))
         for future in futures:
             await future
 
