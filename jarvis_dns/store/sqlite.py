@@ -23,7 +23,6 @@ job, so a key never has two rows for long, and load() keeps the newest of any tw
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import queue
 import sqlite3
@@ -321,7 +320,7 @@ class SqliteStore:
             self._rows.add((svc, key), row)  # of two rows for a key, the later one
             by_key[(svc, key)] = _restore(stored)
         instances = list(by_key.values())
-        events = [Event.from_dict(json.loads(d)) for (d,) in db.execute(_SELECT_EVENTS)]
+        events = [Event.from_dict(jsontext.decode(d)) for (d,) in db.execute(_SELECT_EVENTS)]
         services = dict(db.execute("SELECT service_type, idx FROM services").fetchall())
         return Snapshot(instances, events, self._index, services)
 
@@ -401,15 +400,15 @@ def _dump_event(event: Event) -> str:
 
 
 def _liveness_row(r: LivenessRow, row: int) -> tuple[float, str, str, int, int]:
-    return (r.last_heartbeat, json.dumps(r.metrics), r.check_output, row, r.modify_index)
+    return (r.last_heartbeat, jsontext.encode(r.metrics), r.check_output, row, r.modify_index)
 
 
 def _restore(row: tuple[str, float | None, str | None, str | None]) -> Instance:
     data, last_heartbeat, metrics, check_output = row
-    inst = Instance.from_dict(json.loads(data))
+    inst = Instance.from_dict(jsontext.decode(data))
     if last_heartbeat is not None:  # written after the last full write (which clears it)
         inst.last_heartbeat = last_heartbeat
-        inst.metrics = json.loads(metrics) if metrics else {}
+        inst.metrics = jsontext.decode(metrics) if metrics else {}
         inst.check_output = check_output or ""
     return inst
 
