@@ -396,12 +396,11 @@ class _Sequencer:
                     self._apply(committed.result(), slot.batch)
                 except Exception as exc:  # answered as the request's error, never lost
                     error = exc
-            if landed.done():  # its request went away
-                pass
-            elif error is None:
-                landed.set_result(None)
-            else:
-                landed.set_exception(error)
+            if not landed.done():  # done: cancelled, its request went away
+                if error is None:
+                    landed.set_result(None)
+                else:
+                    landed.set_exception(error)
         for fn in slot.after:
             fn()
 

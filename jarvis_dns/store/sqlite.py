@@ -93,9 +93,9 @@ class Rows:
     """Which row of the instances table holds each instance (the table's key), kept on
     the event loop in commit order: the writer thread only ever sees numbers."""
 
-    def __init__(self, start: int = 1) -> None:
+    def __init__(self) -> None:
         self._of: dict[Key, int] = {}
-        self._next = start
+        self._next = 1
         self.orphans: list[int] = []  # rows no key points to any more, still to delete
 
     def add(self, key: Key, row: int) -> None:

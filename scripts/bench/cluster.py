@@ -54,6 +54,7 @@ from _common import (
     PYTHON,
     SERVER_CPU,
     WrkResult,
+    cpu_use,
     free_port,
     header,
     median,
@@ -327,12 +328,7 @@ def busy_after(pids: list[int], limit_s: float = 60.0) -> float:
 
 
 def _cpu_seconds(pids: list[int]) -> float:
-    ticks = 0
-    for pid in pids:
-        with contextlib.suppress(FileNotFoundError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return sum(use.main + use.others for use in map(cpu_use, pids))
 
 
 def sustained(
