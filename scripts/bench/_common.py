@@ -274,6 +274,10 @@ class CpuUse:
     def __sub__(self, earlier: CpuUse) -> CpuUse:
         return CpuUse(self.main - earlier.main, self.others - earlier.others)
 
+    @property
+    def total(self) -> float:
+        return self.main + self.others
+
 
 def cpu_use(pid: int) -> CpuUse:
     """From /proc: unlike requests per second, other load on the machine barely moves

@@ -53,6 +53,7 @@ from _common import (
     LOAD_CPU,
     PYTHON,
     SERVER_CPU,
+    CpuUse,
     WrkResult,
     cpu_use,
     free_port,
@@ -244,7 +245,7 @@ def wrk_together(urls: list[str], scripts: list[str], seconds: float) -> WrkResu
         argv += ["-s", f.name, url]
         procs.append(subprocess.Popen(pinned(LOAD_CPU, argv), stdout=subprocess.PIPE, text=True))
     rps = p99 = 0.0
-    errors = 0
+    errors = requests = 0
     for proc, name in zip(procs, files, strict=True):
         out, _ = proc.communicate()
         Path(name).unlink()
@@ -257,7 +258,9 @@ def wrk_together(urls: list[str], scripts: list[str], seconds: float) -> WrkResu
         p99 = max(p99, float(tail.group(1)) * scale)
         non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
         errors += int(non2xx.group(1)) if non2xx else 0
-    return WrkResult(rps, p99, errors)
+        count = re.search(r"(\d+) requests in", out)
+        requests += int(count.group(1)) if count else 0
+    return WrkResult(rps, p99, errors, requests)
 
 
 def seed(urls: list[str], count: int, prefix: str = "hb") -> None:
@@ -317,28 +320,48 @@ def busy_after(pids: list[int], limit_s: float = 60.0) -> float:
     handed them that they still owe when wrk stops (etcd renewing the leases of the last
     beats, a node's last liveness flush)."""
     began = time.monotonic()
-    last = _cpu_seconds(pids)
+    last = _cpu(pids).total
     while time.monotonic() - began < limit_s:
         time.sleep(QUIET_STEP_S)
-        now = _cpu_seconds(pids)
+        now = _cpu(pids).total
         if now - last < QUIET * QUIET_STEP_S:
             return time.monotonic() - began - QUIET_STEP_S
         last = now
     return limit_s
 
 
-def _cpu_seconds(pids: list[int]) -> float:
-    return sum(use.main + use.others for use in map(cpu_use, pids))
+def _cpu(pids: list[int]) -> CpuUse:
+    uses = [cpu_use(pid) for pid in pids]
+    return CpuUse(sum(u.main for u in uses), sum(u.others for u in uses))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One heartbeat run: wrk's result (its rate the sustained one) and the CPU each
+    group of servers spent on it, owed work included."""
+
+    result: WrkResult
+    cpu: dict[str, CpuUse]
+
+    def us_per_request(self, group: str, main_only: bool = False) -> float:
+        use = self.cpu[group]
+        spent = use.main if main_only else use.total
+        return spent / max(1, self.result.requests) * 1e6
 
 
 def sustained(
-    beat: Callable[[list[str]], WrkResult], urls: list[str], pids: list[int], seconds: float
-) -> WrkResult:
+    beat: Callable[[list[str]], WrkResult],
+    urls: list[str],
+    groups: dict[str, list[int]],
+    seconds: float,
+) -> Run:
     """beat(urls)'s rate over its own time plus the time the servers stayed busy after
     it: what they sustain, not what they answer while deferring the rest."""
+    before = {name: _cpu(pids) for name, pids in groups.items()}
     result = beat(urls)
-    owed = busy_after(pids)
-    return dataclasses.replace(result, rps=result.rps * seconds / (seconds + owed))
+    owed = busy_after([pid for pids in groups.values() for pid in pids])
+    cpu = {name: _cpu(pids) - before[name] for name, pids in groups.items()}
+    return Run(dataclasses.replace(result, rps=result.rps * seconds / (seconds + owed)), cpu)
 
 
 def settled(etcd: Etcd, quiet_s: float = 1.0, limit_s: float = 15.0) -> None:
@@ -517,6 +540,7 @@ class Results:
     single: dict[str, WrkResult]
     kill: Takeover
     fleet: int  # instances of the every-beat-a-keepalive run
+    cpu: dict[str, tuple[Run, Run]]  # heartbeat row -> the single node's, the cluster's
 
 
 @contextlib.contextmanager
@@ -543,6 +567,7 @@ def run(seconds: float, rounds: int, node_ttl: float, fleet: int) -> Results:
         nodes: list[Node] = []
         try:
             wait_http(f"{alone_url}/v1/health")
+            cpu: dict[str, tuple[Run, Run]] = {}
             alone = {"register": registrations([alone_url], seconds)}
             seed([alone_url], SEEDED)
             seed([alone_url], fleet, "fleet")
@@ -556,7 +581,8 @@ def run(seconds: float, rounds: int, node_ttl: float, fleet: int) -> Results:
             # Heartbeats, the single node's and the cluster's in turn (each idle while
             # the other runs), ROUNDS times: one run moves by 10-30% on this machine.
             # Each rate is a sustained one (see sustained()).
-            servers = [p.pid for p in etcd.procs] + [n.proc.pid for n in nodes]
+            alone_pids = {"single": [single.pid]}
+            servers = {"nodes": [n.proc.pid for n in nodes], "etcd": [p.pid for p in etcd.procs]}
             runs: dict[str, Callable[[list[str]], WrkResult]] = {
                 name: functools.partial(heartbeats, seconds=seconds, body=body)
                 for name, body in HEARTBEATS.items()
@@ -565,22 +591,27 @@ def run(seconds: float, rounds: int, node_ttl: float, fleet: int) -> Results:
             for name, beat in runs.items():
                 singles, clusters = [], []
                 for _ in range(ROUNDS):
-                    singles.append(sustained(beat, [alone_url], [single.pid], seconds))
+                    singles.append(sustained(beat, [alone_url], alone_pids, seconds))
                     clusters.append(sustained(beat, urls, servers, seconds))
                     settled(etcd)
-                alone[name] = median(singles, rps)
-                together[name] = median(clusters, rps)
+                single_run, cluster_run = median(singles, run_rps), median(clusters, run_rps)
+                alone[name], together[name] = single_run.result, cluster_run.result
+                cpu[name] = (single_run, cluster_run)
             kill = takeover(nodes, node_ttl)
         finally:
             for node in nodes:
                 stop(node.proc)
             etcd.stop()
             stop(single)
-    return Results(took, together, alone, kill, fleet)
+    return Results(took, together, alone, kill, fleet, cpu)
 
 
 def rps(result: WrkResult) -> float:
     return result.rps
+
+
+def run_rps(run: Run) -> float:
+    return run.result.rps
 
 
 def report(results: Results, command: str, seconds: float, rounds: int) -> str:
@@ -632,6 +663,7 @@ def report(results: Results, command: str, seconds: float, rounds: int) -> str:
             f"| {name} | {ours.rps:,.0f} | {ours.p99_ms:.1f} ms | {ref.rps:,.0f} | "
             f"{ref.p99_ms:.1f} ms | {ours.rps / ref.rps:.2f} | {ours.errors + ref.errors} |"
         )
+    lines += ["", *cpu_table(results.cpu)]
     lines += [
         "",
         f"Node death: `kill -9` of node A with --node-ttl {kill.node_ttl:g}; its "
@@ -641,6 +673,31 @@ def report(results: Results, command: str, seconds: float, rounds: int) -> str:
         "of stagger).",
     ]
     return "\n".join(lines)
+
+
+def cpu_table(cpu: dict[str, tuple[Run, Run]]) -> list[str]:
+    """Where a heartbeat's CPU goes, and the ratio etcd's share alone allows."""
+    lines = [
+        "CPU per heartbeat in the median runs above (µs, user + system from /proc, over "
+        "the run and the work the servers owed after it): the single node's, its event "
+        "loop's part, and the cluster's three nodes and three etcd members, each group "
+        "together. All the servers share one core, so a rate is about that core over the "
+        "CPU per beat. A node answers a beat with at least the work of the single node's "
+        "event loop, so the cluster's ratio can be no higher than single / (event loop + "
+        "etcd), however cheap the nodes became: etcd's share alone sets that ceiling.",
+        "",
+        "| operation | single node | its event loop | cluster nodes | etcd members | ratio "
+        "| ceiling from etcd |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, (single, cluster) in cpu.items():
+        alone, loop = single.us_per_request("single"), single.us_per_request("single", True)
+        nodes, etcd = cluster.us_per_request("nodes"), cluster.us_per_request("etcd")
+        lines.append(
+            f"| {name} | {alone:,.0f} | {loop:,.0f} | {nodes:,.0f} | {etcd:,.0f} | "
+            f"{alone / (nodes + etcd):.2f} | {alone / (loop + etcd):.2f} |"
+        )
+    return lines
 
 
 def _etcd_version() -> str:
