@@ -23,6 +23,23 @@ PYTHON = sys.executable
 # compete for one CPU and the ratio against the reference is fair to both.
 SERVER_CPU = "0"
 LOAD_CPU = "1"
+ETCD = shutil.which("etcd") or "/usr/bin/etcd"
+# The Debian package of each tool a benchmark runs, for the line that says it is missing.
+PACKAGES = {
+    "etcd": "etcd-server",
+    "wrk": "wrk",
+    "dnsperf": "dnsperf",
+    "dnsmasq": "dnsmasq",
+    "named": "bind9",
+    "dig": "dnsutils",
+}
+
+
+def require(*tools: str) -> None:
+    """Exit with the apt-get line for the first tool this machine lacks."""
+    for tool in tools:
+        if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
+            sys.exit(f"{tool} is missing: apt-get install {PACKAGES[tool]}")
 
 
 def free_port() -> int:

@@ -32,7 +32,6 @@ import dataclasses
 import functools
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -50,6 +49,7 @@ import dns.message
 import dns.rdatatype
 import httpx
 from _common import (
+    ETCD,
     LOAD_CPU,
     PYTHON,
     SERVER_CPU,
@@ -60,6 +60,7 @@ from _common import (
     header,
     median,
     pinned,
+    require,
     stop,
     wait_http,
     write_section,
@@ -69,7 +70,6 @@ from jarvis_dns.cluster import owner
 
 ZONE = "jarvis.internal"
 NAMES = ("A", "B", "C")
-ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 TYPES = 100  # heartbeats spread over 100 service types, like a real fleet
 SEEDED = 2000  # instances the heartbeat runs beat
 # The fleet run's instances: more than the nodes beat in a second, so each lease gets
@@ -712,10 +712,7 @@ def main() -> None:
     parser.add_argument("--node-ttl", type=float, default=10.0)
     parser.add_argument("--quick", action="store_true", help="short runs: keeps it working")
     args = parser.parse_args()
-    if not Path(ETCD).exists():
-        sys.exit("etcd is missing: apt-get install etcd-server")
-    if not shutil.which("wrk"):
-        sys.exit("wrk is missing: apt-get install wrk")
+    require("etcd", "wrk")
     seconds = 1.0 if args.quick else args.seconds
     rounds = 20 if args.quick else args.rounds
     node_ttl = 2.0 if args.quick else args.node_ttl

@@ -39,6 +39,7 @@ from _common import (
     header,
     median,
     pinned,
+    require,
     seed_sqlite,
     stop,
     wait_http,
@@ -540,9 +541,7 @@ def main() -> None:
         "(printed; run from another checkout's folder to measure that checkout's server)",
     )
     args = parser.parse_args()
-    for tool in ("dnsperf", "dnsmasq", "named", "dig"):
-        if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
-            sys.exit(f"{tool} is missing: apt-get install {tool}")
+    require("dnsperf", "dnsmasq", "named", "dig")
     seconds, big = (1, 2000) if args.quick else (args.seconds, args.instances)
     if (os.cpu_count() or 1) > 1:  # the churning client shares the load core with dnsperf
         os.sched_setaffinity(0, {int(LOAD_CPU)})

@@ -20,7 +20,6 @@ import sys
 sys.path.append(sys.path.pop(0))
 
 import argparse
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import httpx
 from _common import (
+    ETCD,
     LOAD_CPU,
     PYTHON,
     SERVER_CPU,
@@ -35,14 +35,13 @@ from _common import (
     free_port,
     header,
     pinned,
+    require,
     start,
     stop,
     wait_http,
     write_section,
     wrk,
 )
-
-ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 
 
 @dataclass(frozen=True)
@@ -163,10 +162,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--quick", action="store_true", help="a few requests, writes nothing")
     args = parser.parse_args()
-    if not Path(ETCD).exists():
-        sys.exit("etcd is missing: apt-get install etcd-server")
-    if not shutil.which("wrk"):
-        sys.exit("wrk is missing: apt-get install wrk")
+    require("etcd", "wrk")
     leases, seconds = (50, 1.0) if args.quick else (args.leases, args.seconds)
     command = "scripts/bench/etcd_cost.py" + (" --quick" if args.quick else "")
     text = report(run(leases, seconds), command, leases, seconds)

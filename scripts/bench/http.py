@@ -13,7 +13,6 @@ import sys
 sys.path.append(sys.path.pop(0))
 
 import argparse
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -31,6 +30,7 @@ from _common import (
     free_port,
     header,
     jarvis,
+    require,
     start,
     stop,
     wait_http,
@@ -192,8 +192,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--quick", action="store_true", help="1 s each: keeps the script working")
     args = parser.parse_args()
-    if not shutil.which("wrk"):
-        sys.exit("wrk is missing: apt-get install wrk")
+    require("wrk")
     seconds = 1.0 if args.quick else args.seconds
     lag: dict[str, Latency] = {}
     cpu: Cpu = {}
