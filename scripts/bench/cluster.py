@@ -686,7 +686,7 @@ def cpu_table(cpu: dict[str, tuple[Run, Run]]) -> list[str]:
         "event loop, so the cluster's ratio can be no higher than single / (event loop + "
         "etcd), however cheap the nodes became: etcd's share alone sets that ceiling.",
         "",
-        "| operation | single node | its event loop | cluster nodes | etcd members | ratio "
+        "| operation | single node | its event loop | cluster nodes | etcd members | CPU ratio "
         "| ceiling from etcd |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
