@@ -35,6 +35,13 @@ PACKAGES = {
 }
 
 
+def lua(template: str, **values: object) -> str:
+    """A wrk script from its template: each @NAME@ replaced by the value of name."""
+    for name, value in values.items():
+        template = template.replace(f"@{name.upper()}@", str(value))
+    return template
+
+
 def require(*tools: str) -> None:
     """Exit with the apt-get line for the first tool this machine lacks."""
     for tool in tools:

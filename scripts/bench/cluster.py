@@ -58,6 +58,7 @@ from _common import (
     cpu_use,
     free_port,
     header,
+    lua,
     median,
     pinned,
     require,
@@ -123,12 +124,6 @@ request = function()
   return wrk.format("PUT", path, {["Content-Type"]="application/json"}, @BODY@)
 end
 """
-
-
-def lua(template: str, **values: int | str) -> str:
-    for name, value in values.items():
-        template = template.replace(f"@{name.upper()}@", str(value))
-    return template
 
 
 # -- processes ---------------------------------------------------------------------------

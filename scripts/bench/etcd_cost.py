@@ -34,6 +34,7 @@ from _common import (
     cpu_use,
     free_port,
     header,
+    lua,
     pinned,
     require,
     start,
@@ -125,12 +126,6 @@ def timed(
     if result.errors:
         raise RuntimeError(f"{name}: {result.errors} non-2xx answers")
     return Cost(name, result.requests * each, seconds, (cpu_use(pid) - before).total)
-
-
-def lua(template: str, **values: object) -> str:
-    for name, value in values.items():
-        template = template.replace(f"@{name.upper()}@", str(value))
-    return template
 
 
 def granted(url: str, leases: int) -> list[str]:

@@ -30,6 +30,7 @@ from _common import (
     free_port,
     header,
     jarvis,
+    lua,
     require,
     start,
     stop,
@@ -71,12 +72,6 @@ request = function()
   return wrk.format("POST", "/v1/discover", {["Content-Type"]="application/json"}, body)
 end
 """
-
-
-def lua(template: str, **values: int) -> str:
-    for name, value in values.items():
-        template = template.replace(f"@{name.upper()}@", str(value))
-    return template
 
 
 Cpu = dict[str, tuple[CpuUse, CpuUse]]
