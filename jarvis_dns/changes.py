@@ -58,6 +58,7 @@ from jarvis_dns.registry.events import Subscriber
 from jarvis_dns.registry.liveness import row_of
 from jarvis_dns.registry.view import BUSY
 from jarvis_dns.store.base import Store
+from jarvis_dns.turns import in_turns
 
 log = logging.getLogger("jarvis_dns.changes")
 Clock = Callable[[], float]
@@ -341,10 +342,8 @@ class Changes:
         if not noted:
             return True
         rows: list[LivenessRow] = []
-        for start in range(0, len(noted), FLUSH_CHUNK):
-            if start:
-                await asyncio.sleep(0)
-            rows += [row_of(inst) for inst in noted[start : start + FLUSH_CHUNK]]
+        async for chunk in in_turns(noted, FLUSH_CHUNK):
+            rows += [row_of(inst) for inst in chunk]
         try:
             await self.store.write_liveness(rows)
         except StoreError as exc:

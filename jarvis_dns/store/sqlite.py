@@ -39,6 +39,7 @@ from jarvis_dns.registry.apply import stamp
 from jarvis_dns.registry.plan import Touch
 from jarvis_dns.store.base import no_changes
 from jarvis_dns.store.schema import migrate
+from jarvis_dns.turns import in_turns
 
 log = logging.getLogger("jarvis_dns.store")
 
@@ -195,10 +196,7 @@ class SqliteStore:
     async def write_liveness(self, rows: Sequence[LivenessRow]) -> None:
         where = self._row_map()
         futures = []
-        for start in range(0, len(rows), LIVENESS_CHUNK):
-            if start:
-                await asyncio.sleep(0)  # requests between chunks (see Changes.flush_liveness)
-            chunk = rows[start : start + LIVENESS_CHUNK]
+        async for chunk in in_turns(rows, LIVENESS_CHUNK):
             found = [(r, n) for r in chunk if (n := where.get((r.service_type, r.key))) is not None]
             futures.append(self._submit(_Job(liveness=found)))
         for future in futures:
