@@ -16,6 +16,7 @@ from conftest import app_config, running_app
 
 from jarvis_dns.app import App
 from jarvis_dns.http import lane as lane_module
+from jarvis_dns.http import site
 from jarvis_dns.http.lane import MAX_HEAD, UNFRAMED, Head, Lane, frame
 
 Reply = tuple[int, dict[str, str], bytes]
@@ -330,6 +331,28 @@ async def test_an_active_connection_outlives_the_idle_timeout(tmp_path: Path) ->
             assert (await read_reply(reader))[0] == 200
             await asyncio.sleep(0.2)
         writer.close()
+
+
+async def test_beats_sent_with_the_end_of_the_stream_are_answered(
+    tmp_path: Path, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lane takes requests in turns, here one connection a turn: the end of a
+    # stream, which makes aiohttp close the connection, comes in the next poll while
+    # the rota still holds the requests of most of them.
+    monkeypatch.setattr(site, "TURN_CONNECTIONS", 1)
+    async with server(tmp_path) as app:
+        await exchange(app, register("api", 1))
+        recorder.clear()
+        streams = [await asyncio.open_connection("127.0.0.1", app.http_port) for _ in range(8)]
+        for _, writer in streams:
+            writer.write(beat("api", 1))
+            writer.write_eof()
+        async with asyncio.timeout(5):
+            answers = [await reader.read() for reader, _ in streams]
+        for _, writer in streams:
+            writer.close()
+        assert all(a.startswith(b"HTTP/1.1 200 OK\r\n") for a in answers)
+        assert len(recorder.answered) == 8
 
 
 def test_frame_takes_whole_requests() -> None:

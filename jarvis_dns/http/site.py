@@ -12,7 +12,9 @@ With the fast lane (lane.py) on, the wrapper also frames each request itself and
 aiohttp whole requests only: a heartbeat or busy flip the lane answers is answered
 here, while aiohttp is idle on the connection, so the answers keep the requests' order;
 anything it cannot frame gives aiohttp the connection for good. Bytes it holds short of
-a whole request run the same read deadline.
+a whole request run the same read deadline. The lane takes its requests in turns
+(turns.Rota): a few connections' worth, then the loop polls its sockets again, so a
+flood of registrations on 64 connections does not hold a DNS answer for all 64.
 """
 
 from __future__ import annotations
@@ -25,9 +27,13 @@ from aiohttp import web
 
 from jarvis_dns.gate import Gate
 from jarvis_dns.http.lane import Lane, Unframed, frame
+from jarvis_dns.turns import Rota
 
 # Answers the lane lets wait unread in a connection's send buffer, in bytes.
 MAX_UNREAD = 256 * 1024
+# Connections the lane serves in one turn of the loop (a request each, unless one
+# pipelines): a few hundred microseconds of work before the loop polls DNS again.
+TURN_CONNECTIONS = 4
 
 
 class _Guarded(asyncio.Protocol):
@@ -39,10 +45,13 @@ class _Guarded(asyncio.Protocol):
         make: Callable[[], Any],
         gate: Gate,
         read_timeout: float,
+        rota: Rota,
         lane: Lane | None = None,
         max_body: int = 0,
     ) -> None:
         self._make = make
+        self._rota = rota
+        self._queued = False
         self._gate = gate
         self._read_timeout = read_timeout
         self._inner: Any = None
@@ -80,8 +89,18 @@ class _Guarded(asyncio.Protocol):
             inner.data_received(data)
         elif data:
             self._pending += data
-            self._serve()
+            if not self._queued:
+                self._queued = True
+                self._rota.add(self._turn)
+            return  # the turn runs the deadline
         self._deadline()
+
+    def _turn(self) -> None:
+        """The rota's call: the requests that came since."""
+        if self._queued:  # not served already, at the end of the stream
+            self._queued = False
+            self._serve()
+            self._deadline()
 
     def _serve(self) -> None:
         """Take whole requests off the pending bytes: the lane's answered here, the
@@ -165,6 +184,8 @@ class _Guarded(asyncio.Protocol):
             self._disarm()
 
     def eof_received(self) -> bool | None:
+        if self._queued:  # requests the rota holds are answered before the stream ends
+            self._turn()
         return None if self._inner is None else self._inner.eof_received()
 
     def pause_writing(self) -> None:
@@ -235,8 +256,9 @@ class GuardedSite(web.BaseSite):
         assert make is not None
         loop = asyncio.get_running_loop()
         gate, timeout, lane, max_body = self._gate, self._read_timeout, self._lane, self._max_body
+        rota = Rota(TURN_CONNECTIONS)  # the lane's turns, shared by every connection
         self._server = await loop.create_server(
-            lambda: _Guarded(make, gate, timeout, lane, max_body),
+            lambda: _Guarded(make, gate, timeout, rota, lane, max_body),
             self._host,
             self._port,
             ssl=self._ssl_context,
