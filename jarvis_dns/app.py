@@ -336,12 +336,12 @@ class App:
             log.error("zone reload failed, keeping the old data: %s", exc)
 
 
-# Collections walk at most a few thousand objects (a few ms on a slow VM): young ones
-# every 3,000 net new objects, and with a middle threshold of 0 every other one is a
+# Collections walk at most a few thousand objects (at most 2-3 ms on a slow VM): young
+# ones every 2,000 net new objects, and with a middle threshold of 0 every other one is a
 # middle collection that moves what survived both straight to the old generation. A
 # full collection, which walks that whole generation, needs 100 middle ones since the
 # last and, by CPython's own rule, the old generation grown by a quarter since.
-GC_THRESHOLDS = (3_000, 0, 100)
+GC_THRESHOLDS = (2_000, 0, 100)
 
 
 def _tune_gc() -> None:

@@ -336,10 +336,10 @@ async def test_an_active_connection_outlives_the_idle_timeout(tmp_path: Path) ->
 async def test_beats_sent_with_the_end_of_the_stream_are_answered(
     tmp_path: Path, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The lane takes requests in turns, here one connection a turn: the end of a
-    # stream, which makes aiohttp close the connection, comes in the next poll while
-    # the rota still holds the requests of most of them.
-    monkeypatch.setattr(site, "TURN_CONNECTIONS", 1)
+    # The lane takes requests in turns, here one connection a turn (no time for a
+    # second): the end of a stream, which makes aiohttp close the connection, comes in
+    # the next poll while the rota still holds the requests of most of them.
+    monkeypatch.setattr(site, "TURN_S", 0.0)
     async with server(tmp_path) as app:
         await exchange(app, register("api", 1))
         recorder.clear()
