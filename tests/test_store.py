@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import shutil
 import sqlite3
+import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -28,7 +31,7 @@ from jarvis_dns.store.base import Store
 from jarvis_dns.store.etcd import EtcdStore
 from jarvis_dns.store.memory import MemoryStore
 from jarvis_dns.store.schema import SCHEMA_VERSION, version_of
-from jarvis_dns.store.sqlite import SqliteStore
+from jarvis_dns.store.sqlite import WRITER_NICE, SqliteStore
 
 Reopen = Callable[[], Awaitable[Changes]]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -385,3 +388,15 @@ async def test_sqlite_file_is_wal(tmp_path: Path) -> None:
     mode = store._db.execute("PRAGMA journal_mode").fetchone()[0]
     await store.close()
     assert mode == "wal"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a nice value per thread is Linux's")
+async def test_sqlite_writer_runs_below_the_loop(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "x.db")
+    await store.commit(Batch(puts=[bare("auth", "10.0.0.1")]))
+    writer = next(t for t in threading.enumerate() if t.name == "sqlite writer")
+    assert writer.native_id is not None
+    niceness = os.getpriority(os.PRIO_PROCESS, writer.native_id)
+    await store.close()
+    loop_niceness = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert niceness == min(19, loop_niceness + WRITER_NICE)
