@@ -337,11 +337,14 @@ class App:
 
 
 # Collections walk at most a few thousand objects (at most 2-3 ms on a slow VM): young
-# ones every 2,000 net new objects, and with a middle threshold of 0 every other one is a
-# middle collection that moves what survived both straight to the old generation. A
-# full collection, which walks that whole generation, needs 100 middle ones since the
-# last and, by CPython's own rule, the old generation grown by a quarter since.
-GC_THRESHOLDS = (2_000, 0, 100)
+# ones every 2,000 net new objects, and with a middle threshold of 0 every other one is
+# a middle collection that moves what survived both to the old generation. A full
+# collection walks that whole generation (140 ms for 30,000 registrations' worth on a
+# slow VM, which found nothing to free): it needs 1,000 middle ones since the last
+# (about 4 million net new objects) and, by CPython's own rule, the old generation
+# grown by a quarter since. Cycles are made by few requests and die young (the young
+# and middle collections of that flood freed 1,431 objects).
+GC_THRESHOLDS = (2_000, 0, 1_000)
 
 
 def _tune_gc() -> None:
@@ -349,7 +352,7 @@ def _tune_gc() -> None:
     object in the generations it collects (about 0.6 us each on a slow VM) and holds
     DNS and every request meanwhile. At Python's own thresholds (700/10/10) a flood of
     registrations meets full collections that walk everything that came since start
-    (400,000 objects in tests/test_serve_gc.py); at young thresholds of 50,000 it met
+    (hundreds of thousands in tests/test_serve_gc.py); at young thresholds of 50,000 it met
     young collections of 30-40 ms. Request handling frees its objects by reference
     counting and makes few cycles; what a registration keeps lives long."""
     gc.collect()

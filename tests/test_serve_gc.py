@@ -95,7 +95,7 @@ cycle.me = cycle
 freed = weakref.ref(cycle)
 del cycle
 gc.callbacks.append(measure)
-kept = [{"tags": [i]} for i in range(200_000)]  # 400,000 tracked objects that stay
+kept = [{"tags": [i]} for i in range(300_000)]  # 600,000 tracked objects that stay
 gc.callbacks.remove(measure)
 print(json.dumps({"walked": walked, "cycle_freed": freed() is None}))
 """
