@@ -347,29 +347,34 @@ class App:
 GC_THRESHOLDS = (2_000, 0, 1_000)
 
 
+def _pause_gc() -> None:
+    """No collections while the store restores the registry: what it builds lives on
+    and is frozen once started, so walking it meanwhile is lost time (100,000 restored
+    instances are about 600,000 objects, and walking each twice cost about half a second
+    of a restart on a slow VM)."""
+    gc.collect()  # what imports and configuration left
+    gc.disable()
+
+
 def _tune_gc() -> None:
-    """Keep the cyclic GC from pausing the loop for long: a collection walks every
-    object in the generations it collects (about 0.6 us each on a slow VM) and holds
-    DNS and every request meanwhile. At Python's own thresholds (700/10/10) a flood of
-    registrations meets full collections that walk everything that came since start
-    (hundreds of thousands in tests/test_serve_gc.py); at young thresholds of 50,000 it met
-    young collections of 30-40 ms. Request handling frees its objects by reference
-    counting and makes few cycles; what a registration keeps lives long."""
-    gc.collect()
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
-def _freeze_restored() -> None:
-    """Once started, what the store restored (and the rest of start-up) moves to the
-    permanent generation, so no later collection walks it again."""
+    """Once started (or failing to), what start-up made moves to the permanent
+    generation, so no later collection walks it again, and the collector runs again
+    with GC_THRESHOLDS. A collection walks every object in the generations it collects
+    (about 0.6 us each on a slow VM) and holds DNS and every request meanwhile: at
+    Python's own thresholds (700/10/10) a flood of registrations meets full collections
+    that walk everything that came since start (hundreds of thousands in
+    tests/test_serve_gc.py); at young thresholds of 50,000 it met young collections of
+    30-40 ms. Request handling frees its objects by reference counting and makes few
+    cycles; what a registration keeps lives long."""
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    gc.enable()
 
 
 async def serve(config: Config, ready: Callable[[App], Any] | None = None) -> None:
     """Run until SIGINT or SIGTERM; SIGHUP reloads zone files."""
     security.check_protected_mode(config)  # before anything starts, or logs
     app = App(config)
-    _tune_gc()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     # Handlers before start: a SIGTERM during start-up still shuts down gracefully.
@@ -377,8 +382,11 @@ async def serve(config: Config, ready: Callable[[App], Any] | None = None) -> No
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, app.reload_zones)
     try:
-        await app.start()
-        _freeze_restored()
+        _pause_gc()
+        try:
+            await app.start()
+        finally:
+            _tune_gc()
         if ready is not None:
             ready(app)
         await stop.wait()

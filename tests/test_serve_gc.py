@@ -1,5 +1,6 @@
-"""serve() keeps Python's cyclic collector off the restored registry: what the store
-restored is frozen (no later collection walks it), and what arrives later is not; and
+"""serve() keeps Python's cyclic collector off the restored registry: no collection
+while it starts, then what the store restored is frozen (no later collection walks it),
+and what arrives later is not; and
 its thresholds keep every young and middle collection short while long-lived objects
 pile up (a registration flood), yet cyclic garbage is still collected.
 
@@ -40,6 +41,8 @@ async def seed():
 
 asyncio.run(seed())
 del restored
+collections = []
+gc.callbacks.append(lambda phase, info: phase == "start" and collections.append(info))
 
 def ready(app):
     collectable = {id(o) for o in gc.get_objects()}
@@ -50,6 +53,7 @@ def ready(app):
         "restored_collectable": sum(id(i) in collectable for i in instances),
         "later_collectable": id(later) in {id(o) for o in gc.get_objects()},
         "threshold": gc.get_threshold(),
+        "collections_during_start": len(collections),
     }), flush=True)
     os.kill(os.getpid(), signal.SIGTERM)
 
@@ -73,6 +77,8 @@ def test_restored_registry_is_frozen_and_later_objects_are_not(tmp_path: Path) -
     assert seen["restored_collectable"] == 0
     assert seen["later_collectable"] is True
     assert seen["threshold"] == list(GC_THRESHOLDS)
+    # serve() collects once before it starts, then none until started.
+    assert seen["collections_during_start"] == 1
 
 
 WALKS = r"""
