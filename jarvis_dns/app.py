@@ -336,7 +336,7 @@ class App:
             log.error("zone reload failed, keeping the old data: %s", exc)
 
 
-# Collections walk at most a few thousand objects (at most 2-3 ms on a slow VM): young
+# Collections walk at most a few thousand objects (1-5 ms on a slow VM): young
 # ones every 2,000 net new objects, and with a middle threshold of 0 every other one is
 # a middle collection that moves what survived both to the old generation. A full
 # collection walks that whole generation (140 ms for 30,000 registrations' worth on a

@@ -3,7 +3,9 @@
 Everything (HTTP, DNS, the health monitor) shares one loop: a step that walks tens of
 thousands of items in one go holds every request for as long (a liveness flush of
 50,000 beaten instances held DNS for about 80 ms). ``in_turns`` hands such a sequence
-over a slice at a time and lets the loop serve what waits between slices.
+over a slice at a time and lets the loop serve what waits between slices; a ``Rota``
+runs many small pieces of work that arrive together (requests from many connections)
+for a time budget a turn.
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ class Rota:
     The loop runs everything its sockets hand in at once before it polls them again:
     64 connections' requests, ready in one poll, would be answered in one go (about
     15 ms on a slow VM) while a DNS query that came meanwhile waits. A rota lets the
-    loop poll between short stretches of them. A budget in time, not in
-    callbacks, keeps their share of the loop when other work takes turns beside them
-    (a liveness flush of tens of thousands of rows)."""
+    loop poll between short stretches of them. A budget in time, not in callbacks,
+    keeps their share of the loop when other work takes turns beside them (a liveness
+    flush of tens of thousands of rows)."""
 
     def __init__(self, budget_s: float, clock: Callable[[], float] = time.perf_counter) -> None:
         self.budget_s = budget_s

@@ -13,8 +13,8 @@ aiohttp whole requests only: a heartbeat or busy flip the lane answers is answer
 here, while aiohttp is idle on the connection, so the answers keep the requests' order;
 anything it cannot frame gives aiohttp the connection for good. Bytes it holds short of
 a whole request run the same read deadline. The lane takes its requests in turns
-(turns.Rota): a few connections' worth, then the loop polls its sockets again, so a
-flood of registrations on 64 connections does not hold a DNS answer for all 64.
+(turns.Rota): TURN_S of them, then the loop polls its sockets again, so a flood of
+registrations on 64 connections does not hold a DNS answer for all 64.
 """
 
 from __future__ import annotations
