@@ -218,6 +218,7 @@ class Changes:
                 landing = self._landing(planned)
                 try:
                     if isinstance(landing, _Slot):
+                        assert landing.landed is not None
                         await landing.landed
                     else:
                         await asyncio.shield(landing)
@@ -237,6 +238,39 @@ class Changes:
             if release:
                 self._locks.release(key)
 
+    def submit(self, command: Command) -> Instance | asyncio.Future[Instance | None] | None:
+        """run() without a task or a coroutine, for the fast lane's registrations: the
+        instance at once when there is nothing to commit, else a future done once the
+        batch is applied (or with the error that stopped it). Only where nothing can
+        make the command wait before its commit: this node's own store, and no command
+        in flight on the instance; anything else goes to run() in a task."""
+        key = command.key
+        if self.store.echoes or key in self._locks:
+            return asyncio.ensure_future(self.run(command))
+        before = self.view.find(*key)
+        planned = plan(self.view, command, self._clock())
+        if planned is None:
+            return before
+        if isinstance(planned, Touch):
+            return self._touch(planned)
+        self._locks.hold(key)
+        landing = self._landing(planned, awaited=False)
+        assert isinstance(landing, _Slot)  # this node's own store
+        done: asyncio.Future[Instance | None] = asyncio.get_running_loop().create_future()
+        after = planned.puts[0] if planned.puts else before
+
+        def finished(error: BaseException | None) -> None:
+            self._locks.release(key)
+            if error is None:
+                done.set_result(after)
+            elif isinstance(error, asyncio.CancelledError):  # the store shut down
+                done.cancel()
+            else:
+                done.set_exception(error)
+
+        landing.after.append(finished)
+        return done
+
     def _touch(self, change: Touch) -> Instance:
         inst = touch(self.view, change)
         assert inst is not None  # planned against this view, with no await between
@@ -249,14 +283,14 @@ class Changes:
         if isinstance(landing, _Slot):
             if landing.finished:
                 return False
-            landing.after.append(lambda: self._locks.release(key))
+            landing.after.append(lambda _: self._locks.release(key))
             return True
         if landing.done():
             return False
         landing.add_done_callback(lambda _: self._locks.release(key))
         return True
 
-    def _landing(self, batch: Batch) -> _Slot | asyncio.Future[None]:
+    def _landing(self, batch: Batch, awaited: bool = True) -> _Slot | asyncio.Future[None]:
         """Commit the batch: the sequencer's slot, whose ``landed`` is done once the view
         has it (or the commit failed, with the store's error); with a shared store, a
         future done once this node's view has it."""
@@ -264,7 +298,7 @@ class Changes:
             return asyncio.ensure_future(self._commit_shared(batch))
         # Only this node writes: apply in the order the store numbers, which is call
         # order. Callbacks, not a task per batch: a registration flood pays for none.
-        slot = self._sequencer.take(batch)
+        slot = self._sequencer.take(batch, awaited)
         began = time.perf_counter()
 
         def committed(done: asyncio.Future[int]) -> None:
@@ -357,10 +391,13 @@ class Changes:
 @dataclass(slots=True, eq=False)
 class _Slot:
     batch: Batch
-    landed: asyncio.Future[None]  # cancelled when its waiter goes away; applied anyway
+    # What run() awaits; cancelled when its waiter goes away (applied anyway). None for
+    # submit(), which hears through ``after``.
+    landed: asyncio.Future[None] | None
     committed: asyncio.Future[int] | None = None  # the store's answer, once it came
     finished: bool = False  # applied, or failed
-    after: list[Callable[[], None]] = field(default_factory=list)  # then called
+    # Called once it is, with the error (None: applied).
+    after: list[Callable[[BaseException | None], None]] = field(default_factory=list)
 
 
 class _Sequencer:
@@ -372,8 +409,9 @@ class _Sequencer:
         self._apply = apply
         self._slots: deque[_Slot] = deque()
 
-    def take(self, batch: Batch) -> _Slot:
-        slot = _Slot(batch, asyncio.get_running_loop().create_future())
+    def take(self, batch: Batch, awaited: bool = True) -> _Slot:
+        landed = asyncio.get_running_loop().create_future() if awaited else None
+        slot = _Slot(batch, landed)
         self._slots.append(slot)
         return slot
 
@@ -387,8 +425,11 @@ class _Sequencer:
         committed, landed = slot.committed, slot.landed
         assert committed is not None
         slot.finished = True
+        error: BaseException | None
         if committed.cancelled():
-            landed.cancel()
+            error = asyncio.CancelledError()
+            if landed is not None:
+                landed.cancel()
         else:
             error = committed.exception()
             if error is None:
@@ -396,13 +437,13 @@ class _Sequencer:
                     self._apply(committed.result(), slot.batch)
                 except Exception as exc:  # answered as the request's error, never lost
                     error = exc
-            if not landed.done():  # done: cancelled, its request went away
+            if landed is not None and not landed.done():  # done: its request went away
                 if error is None:
                     landed.set_result(None)
                 else:
                     landed.set_exception(error)
         for fn in slot.after:
-            fn()
+            fn(error)
 
 
 class _KeyLocks:
@@ -416,6 +457,11 @@ class _KeyLocks:
 
     def __contains__(self, key: Key) -> bool:
         return key in self._waiters
+
+    def hold(self, key: Key) -> None:
+        """Take the lock of a key nobody holds (the caller checked), without awaiting."""
+        assert key not in self._waiters
+        self._waiters[key] = deque()
 
     async def acquire(self, key: Key) -> None:
         waiters = self._waiters.get(key)

@@ -255,6 +255,45 @@ async def test_a_commit_failing_at_once_changes_nothing_and_blocks_nothing(
     assert changes.view.index == 3
 
 
+async def test_submit_answers_without_a_task_once_its_batch_is_applied(
+    clock: FakeClock,
+) -> None:
+    """The fast lane's registrations: a plain future, no task, when nothing holds the
+    instance; behind a command in flight on it, run() in a task, planned on what the
+    first left."""
+    store = ScriptedStore()
+    changes = new_changes(clock, store)
+    gate = store.hold()
+    first = changes.submit(Register(spec()))
+    behind = changes.submit(Register(spec(metadata={"v": 2})))
+    assert isinstance(first, asyncio.Future) and not isinstance(first, asyncio.Task)
+    assert isinstance(behind, asyncio.Task)
+    await eventually(lambda: store.waiting == 1)
+    assert changes.view.find("auth", 1) is None  # not applied before it is committed
+    gate.set()
+    inst = await first
+    assert inst is not None and inst.metadata == {} and inst.modify_index == 1
+    updated = await behind
+    assert updated is not None and updated.metadata == {"v": 2} and updated.modify_index == 2
+    assert changes.view.get("auth", 1).metadata == {"v": 2}
+
+
+async def test_a_failed_submit_changes_nothing_and_frees_its_instance(clock: FakeClock) -> None:
+    store = ScriptedStore()
+    changes = new_changes(clock, store)
+    store.fail = True
+    failed = changes.submit(Register(spec()))
+    assert isinstance(failed, asyncio.Future)
+    with pytest.raises(StoreError):
+        await failed
+    assert changes.view.find("auth", 1) is None and changes.view.index == 0
+    store.fail = False
+    again = changes.submit(Register(spec()))  # a plain future: the lock was given back
+    assert isinstance(again, asyncio.Future) and not isinstance(again, asyncio.Task)
+    inst = await again
+    assert inst is not None and inst.modify_index == 1
+
+
 async def test_a_stalled_commit_holds_only_writes_behind_it(clock: FakeClock) -> None:
     """Reads, discovery and plain heartbeats go on; writes wait their turn in the log."""
     store = ScriptedStore()

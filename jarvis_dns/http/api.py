@@ -76,9 +76,18 @@ async def register(request: web.Request) -> web.Response:
 
 async def registered(ctx: Context, spec: InstanceSpec) -> Answer:
     """Admit and register: 201 for a new instance, 200 for an update; its JSON, index."""
+    admit(ctx, spec)
+    inst, created = await ctx.changes.register(spec)
+    return register_answer(inst, created)
+
+
+def admit(ctx: Context, spec: InstanceSpec) -> None:
+    """A registration within the limits (a 4xx error otherwise)."""
     limits.admit_check(ctx.config, spec)
     limits.admit_instance(ctx.view, ctx.config, spec)
-    inst, created = await ctx.changes.register(spec)
+
+
+def register_answer(inst: Instance, created: bool) -> Answer:
     return 201 if created else 200, inst.to_json(), inst.modify_index
 
 
