@@ -133,9 +133,10 @@ class Lane:
         return self._finish(HEARTBEAT, began, api.beaten(self.ctx, svc, key, busy, metrics))
 
     def _register(self, began: float, spec: InstanceSpec) -> Reply:
-        """api.registered's steps without a task: a restarted registry meets a flood of
-        these, and a task and its coroutines were a tenth of each one's event-loop time.
-        The answer is made in the callback of the batch's landing."""
+        """api.registered's steps without a task: the plan and the commit run here, in
+        the lane's turn of the loop (site.TURN_S), not in a task's first step in the
+        next pass, outside any budget, where a registration flood's DNS queries waited
+        for them. The answer is made in the callback of the batch's landing."""
         ctx = self.ctx
         api.admit(ctx, spec)
         created = ctx.view.find(spec.service_type, spec.instance_id) is None
