@@ -156,20 +156,27 @@ def status(value: Any, field: str = "status") -> Status:
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def _deeper_than(value: Any, limit: int) -> bool:
-    """Whether containers nest more than `limit` levels; iterative, so any depth is safe."""
+def _shape_error(value: Any, limit: int) -> str | None:
+    """Why a JSON value cannot be kept, or None: containers nest more than `limit`
+    levels, or a number JSON cannot carry (NaN, infinity; the parser takes them). One
+    walk, level by level, so any depth is safe and a registration pays for one pass."""
     level: list[Any] = [value]
+    finite = True
     for _ in range(limit + 1):
-        nested = [
-            v
-            for c in level
-            for v in (c.values() if isinstance(c, dict) else c)
-            if isinstance(v, dict | list)
-        ]
+        nested: list[Any] = []
+        for c in level:
+            for v in c.values() if isinstance(c, dict) else c:
+                kind = type(v)
+                if kind is str or kind is int or kind is bool or v is None:
+                    continue
+                if kind is float:
+                    finite = finite and math.isfinite(v)
+                elif isinstance(v, dict | list):
+                    nested.append(v)
         if not nested:
-            return False
+            return None if finite else "holds a number JSON cannot carry"
         level = nested
-    return True
+    return f"nests deeper than {limit + 1} levels"
 
 
 def _finite_scalars(value: dict[str, Any]) -> bool:
@@ -187,28 +194,12 @@ def _finite_scalars(value: dict[str, Any]) -> bool:
     return True
 
 
-def _all_finite(value: Any) -> bool:
-    """No NaN or infinity anywhere (the parser takes them; JSON cannot carry them)."""
-    level: list[Any] = [value]
-    while level:
-        nested: list[Any] = []
-        for c in level:
-            for v in c.values() if isinstance(c, dict) else c:
-                if type(v) is float and not math.isfinite(v):
-                    return False
-                if isinstance(v, dict | list):
-                    nested.append(v)
-        level = nested
-    return True
-
-
 def json_object(value: Any, field: str, max_bytes: int = MAX_METADATA_BYTES) -> JSONObject:
     if not isinstance(value, dict):
         raise ValidationError("must be a JSON object", field=field)
-    if _deeper_than(value, MAX_METADATA_DEPTH - 1):
-        raise ValidationError(f"nests deeper than {MAX_METADATA_DEPTH} levels", field=field)
-    if not _all_finite(value):
-        raise ValidationError("holds a number JSON cannot carry", field=field)
+    error = _shape_error(value, MAX_METADATA_DEPTH - 1)
+    if error is not None:
+        raise ValidationError(error, field=field)
     size = len(jsontext.encode(value).encode())
     if size > max_bytes:
         raise ValidationError(f"is {size} bytes encoded; the limit is {max_bytes}", field=field)
