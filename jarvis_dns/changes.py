@@ -238,38 +238,38 @@ class Changes:
             if release:
                 self._locks.release(key)
 
-    def submit(self, command: Command, landed: Landed) -> None:
-        """run() without a task, a coroutine or a future, for the fast lane's
-        registrations: ``landed`` hears the instance (or the error that stopped it) in
-        the callback that applies the batch, so the answer leaves in that same pass of
-        the loop. When there is nothing to commit it hears at once, before submit
-        returns; a plan's error (4xx) is raised here. Only where nothing can make the
-        command wait before its commit: this node's own store, and no command in flight
-        on the instance; anything else goes to run() in a task, and ``landed`` hears
-        how that ended."""
+    def submit(self, command: Command) -> Instance | asyncio.Future[Instance | None] | None:
+        """run() without a task or a coroutine, for the fast lane's registrations: the
+        instance at once when there is nothing to commit, else a future done once the
+        batch is applied (or with the error that stopped it). Only where nothing can
+        make the command wait before its commit: this node's own store, and no command
+        in flight on the instance; anything else goes to run() in a task."""
         key = command.key
         if self.store.echoes or key in self._locks:
-            task = asyncio.ensure_future(self.run(command))
-            task.add_done_callback(lambda done: _tell(landed, *_outcome(done)))
-            return
+            return asyncio.ensure_future(self.run(command))
         before = self.view.find(*key)
         planned = plan(self.view, command, self._clock())
         if planned is None:
-            landed(before, None)
-            return
+            return before
         if isinstance(planned, Touch):
-            landed(self._touch(planned), None)
-            return
+            return self._touch(planned)
         self._locks.hold(key)
         landing = self._landing(planned, awaited=False)
         assert isinstance(landing, _Slot)  # this node's own store
+        done: asyncio.Future[Instance | None] = asyncio.get_running_loop().create_future()
         after = planned.puts[0] if planned.puts else before
 
         def finished(error: BaseException | None) -> None:
             self._locks.release(key)
-            _tell(landed, after if error is None else None, error)
+            if error is None:
+                done.set_result(after)
+            elif isinstance(error, asyncio.CancelledError):  # the store shut down
+                done.cancel()
+            else:
+                done.set_exception(error)
 
         landing.after.append(finished)
+        return done
 
     def _touch(self, change: Touch) -> Instance:
         inst = touch(self.view, change)
@@ -386,27 +386,6 @@ class Changes:
             self.liveness.put_back(rows, self.view)
             return False
         return True
-
-
-# Hears how a submitted command ended: the instance it left, or the error (a
-# CancelledError when the store shut down before the batch landed).
-Landed = Callable[[Instance | None, BaseException | None], None]
-
-
-def _outcome(task: asyncio.Future[Instance | None]) -> tuple[Instance | None, BaseException | None]:
-    if task.cancelled():
-        return None, asyncio.CancelledError()
-    error = task.exception()
-    return (None, error) if error is not None else (task.result(), None)
-
-
-def _tell(landed: Landed, inst: Instance | None, error: BaseException | None) -> None:
-    """Call a submit() listener from the callback that applied its batch: the change
-    is applied and the batches after it must be too, whatever the listener does."""
-    try:
-        landed(inst, error)
-    except Exception:
-        log.exception("a listener of a submitted command failed")
 
 
 @dataclass(slots=True, eq=False)

@@ -19,7 +19,7 @@ from jarvis_dns.changes import FLUSH_CHUNK, Changes
 from jarvis_dns.discovery import Discovery
 from jarvis_dns.errors import NotFound, StoreError
 from jarvis_dns.matching import compile_cached, compile_requirements
-from jarvis_dns.models import Batch, Event, EventKind, Instance, InstanceSpec, LivenessRow, Status
+from jarvis_dns.models import Batch, Event, EventKind, InstanceSpec, LivenessRow, Status
 from jarvis_dns.registry import (
     EventLog,
     Expire,
@@ -255,40 +255,21 @@ async def test_a_commit_failing_at_once_changes_nothing_and_blocks_nothing(
     assert changes.view.index == 3
 
 
-def submitted(changes: Changes, command: Register) -> asyncio.Future[Instance | None]:
-    """What submit's listener hears, as a future to await (the lane sends it instead)."""
-    heard: asyncio.Future[Instance | None] = asyncio.get_running_loop().create_future()
-
-    def landed(inst: Instance | None, error: BaseException | None) -> None:
-        if error is None:
-            heard.set_result(inst)
-        else:
-            heard.set_exception(error)
-
-    changes.submit(command, landed)
-    return heard
-
-
-def runs() -> int:
-    """Tasks running Changes.run (the test store's commits are tasks of their own)."""
-    return sum(t.get_coro().__qualname__ == "Changes.run" for t in asyncio.all_tasks())  # type: ignore[union-attr]
-
-
 async def test_submit_answers_without_a_task_once_its_batch_is_applied(
     clock: FakeClock,
 ) -> None:
-    """The fast lane's registrations: no task when nothing holds the instance, the
-    listener told in the callback that applies the batch; behind a command in flight on
-    it, run() in a task, planned on what the first left."""
+    """The fast lane's registrations: a plain future, no task, when nothing holds the
+    instance; behind a command in flight on it, run() in a task, planned on what the
+    first left."""
     store = ScriptedStore()
     changes = new_changes(clock, store)
     gate = store.hold()
-    first = submitted(changes, Register(spec()))
-    assert not runs()
-    behind = submitted(changes, Register(spec(metadata={"v": 2})))
-    assert runs() == 1
+    first = changes.submit(Register(spec()))
+    behind = changes.submit(Register(spec(metadata={"v": 2})))
+    assert isinstance(first, asyncio.Future) and not isinstance(first, asyncio.Task)
+    assert isinstance(behind, asyncio.Task)
     await eventually(lambda: store.waiting == 1)
-    assert changes.view.find("auth", 1) is None and not first.done()  # not before its commit
+    assert changes.view.find("auth", 1) is None  # not applied before it is committed
     gate.set()
     inst = await first
     assert inst is not None and inst.metadata == {} and inst.modify_index == 1
@@ -297,42 +278,18 @@ async def test_submit_answers_without_a_task_once_its_batch_is_applied(
     assert changes.view.get("auth", 1).metadata == {"v": 2}
 
 
-async def test_submit_tells_at_once_when_there_is_nothing_to_commit(clock: FakeClock) -> None:
-    changes = new_changes(clock, ScriptedStore())
-    await changes.register(spec())
-    heard: list[tuple[Instance | None, BaseException | None]] = []
-    changes.submit(Register(spec()), lambda inst, error: heard.append((inst, error)))
-    assert heard == [(changes.view.get("auth", 1), None)]  # the same spec: a heartbeat
-
-
-async def test_a_failing_listener_stops_no_batch_behind_it(
-    clock: FakeClock, caplog: pytest.LogCaptureFixture
-) -> None:
-    store = ScriptedStore()
-    changes = new_changes(clock, store)
-    gate = store.hold()
-
-    def broken(inst: Instance | None, error: BaseException | None) -> None:
-        raise RuntimeError("the listener broke")
-
-    changes.submit(Register(spec()), broken)
-    second = submitted(changes, Register(spec(iid=2)))
-    gate.set()
-    assert (await asyncio.wait_for(second, 5)) is not None
-    assert changes.view.find("auth", 1) is not None and changes.view.index == 2
-    assert "a listener of a submitted command failed" in caplog.text
-
-
 async def test_a_failed_submit_changes_nothing_and_frees_its_instance(clock: FakeClock) -> None:
     store = ScriptedStore()
     changes = new_changes(clock, store)
     store.fail = True
+    failed = changes.submit(Register(spec()))
+    assert isinstance(failed, asyncio.Future)
     with pytest.raises(StoreError):
-        await submitted(changes, Register(spec()))
+        await failed
     assert changes.view.find("auth", 1) is None and changes.view.index == 0
     store.fail = False
-    again = submitted(changes, Register(spec()))  # no run(): the lock was given back
-    assert not runs()
+    again = changes.submit(Register(spec()))  # a plain future: the lock was given back
+    assert isinstance(again, asyncio.Future) and not isinstance(again, asyncio.Task)
     inst = await again
     assert inst is not None and inst.modify_index == 1
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
@@ -36,6 +36,8 @@ from jarvis_dns.registry import Heartbeat, Register
 # A request head longer than this without its end goes to aiohttp (which refuses it).
 MAX_HEAD = 16 * 1024
 _END_OF_HEAD = b"\r\n\r\n"
+# Headers whose request the lane leaves to aiohttp, for good: framing it does not do.
+_NOT_FRAMED = (b"transfer-encoding", b"expect", b"upgrade")
 _JSON = b"application/json"
 HEARTBEAT = "PUT " + api.HEARTBEAT  # the routes as the request metrics name them
 STATUS = "PUT " + api.STATUS
@@ -80,8 +82,8 @@ def frame(buf: bytearray, max_body: int) -> Head | Unframed | None:
         if not colon or not name or name != name.strip() or name in headers:
             return UNFRAMED  # odd or repeated: aiohttp's parser decides
         headers[name] = value.strip()
-    if b"transfer-encoding" in headers or b"expect" in headers or b"upgrade" in headers:
-        return UNFRAMED  # framing the lane does not do: aiohttp's for good
+    if any(name in headers for name in _NOT_FRAMED):
+        return UNFRAMED
     length = headers.get(b"content-length", b"0")
     if not length.isdigit() or int(length) > max_body:
         return UNFRAMED
@@ -92,34 +94,7 @@ def frame(buf: bytearray, max_body: int) -> Head | Unframed | None:
     return Head(method, target, headers, body, end)
 
 
-class Later:
-    """An answer made once a change lands, handed to its connection in the same
-    callback: no future between them, whose result would wait a pass of the loop (a
-    registration's answer crossed two such passes, each about 2.5 us of CPU in a
-    micro-benchmark and several times that inside a busy server on a slow VM).
-    ``None`` settles it without an answer: the server is shutting down."""
-
-    __slots__ = ("_listener", "reply", "settled")
-
-    def __init__(self) -> None:
-        self.reply: bytes | None = None
-        self.settled = False
-        self._listener: Callable[[bytes | None], None] | None = None
-
-    def settle(self, reply: bytes | None) -> None:
-        self.reply, self.settled = reply, True
-        if self._listener is not None:
-            self._listener(reply)
-
-    def then(self, listener: Callable[[bytes | None], None]) -> None:
-        """``listener`` hears the answer when it is settled (at once if it was)."""
-        if self.settled:
-            listener(self.reply)
-        else:
-            self._listener = listener
-
-
-Reply = bytes | Later | Awaitable[bytes]
+Reply = bytes | Awaitable[bytes]
 
 
 class Lane:
@@ -158,30 +133,34 @@ class Lane:
         return self._finish(HEARTBEAT, began, api.beaten(self.ctx, svc, key, busy, metrics))
 
     def _register(self, began: float, spec: InstanceSpec) -> Reply:
-        """api.registered's steps without a task or a future: the plan and the commit
-        run here, in the lane's turn of the loop (site.TURN_S), not in a task's first
-        step in the next pass, outside any budget, where a registration flood's DNS
-        queries waited for them; the answer is made, and sent, in the callback that
-        applies the batch (see Later)."""
+        """api.registered's steps without a task: the plan and the commit run here, in
+        the lane's turn of the loop (site.TURN_S), not in a task's first step in the
+        next pass, outside any budget, where a registration flood's DNS queries waited
+        for them. The answer is made in the callback of the batch's landing."""
         ctx = self.ctx
         api.admit(ctx, spec)
         created = ctx.view.find(spec.service_type, spec.instance_id) is None
-        later = Later()
+        pending = ctx.changes.submit(Register(spec))
+        if not isinstance(pending, asyncio.Future):
+            assert pending is not None  # a registration always leaves an instance
+            return self._reply(REGISTER, began, *api.register_answer(pending, created))
+        reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
 
-        def landed(inst: Instance | None, error: BaseException | None) -> None:
-            if isinstance(error, asyncio.CancelledError):  # the store shut down
-                later.settle(None)
-            elif error is not None:
-                assert isinstance(error, Exception)
-                later.settle(self._failed(REGISTER, began, error))
-            else:
-                assert inst is not None  # a registration always leaves an instance
-                later.settle(self._reply(REGISTER, began, *api.register_answer(inst, created)))
+        def landed(done: asyncio.Future[Instance | None]) -> None:
+            if done.cancelled():
+                reply.cancel()
+                return
+            error = done.exception()
+            if error is not None:
+                assert isinstance(error, Exception)  # a cancellation is the branch above
+                reply.set_result(self._failed(REGISTER, began, error))
+                return
+            inst = done.result()
+            assert inst is not None
+            reply.set_result(self._reply(REGISTER, began, *api.register_answer(inst, created)))
 
-        ctx.changes.submit(Register(spec), landed)
-        if later.settled and later.reply is not None:  # nothing to commit
-            return later.reply
-        return later
+        pending.add_done_callback(landed)
+        return reply
 
     def _flip(self, svc: str, iid: str, raw: bytes) -> Awaitable[api.Answer]:
         svc, key = validate.service_type(svc), validate.instance_id(iid)

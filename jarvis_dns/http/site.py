@@ -26,7 +26,7 @@ from typing import Any, cast
 from aiohttp import web
 
 from jarvis_dns.gate import Gate
-from jarvis_dns.http.lane import Lane, Later, Unframed, frame
+from jarvis_dns.http.lane import Lane, Unframed, frame
 from jarvis_dns.turns import Rota
 
 # Answers the lane lets wait unread in a connection's send buffer, in bytes.
@@ -130,10 +130,6 @@ class _Guarded(asyncio.Protocol):
                 inner.data_received(wire)
             elif isinstance(reply, bytes):
                 self._send(reply)
-            elif isinstance(reply, Later):
-                self._answering = True
-                reply.then(self._heard)
-                return  # settled at once: _heard took the rest to a turn of its own
             else:
                 self._answering = True
                 asyncio.ensure_future(reply).add_done_callback(self._answered)
@@ -144,19 +140,6 @@ class _Guarded(asyncio.Protocol):
             return
         self._send(task.result())
         self._serve()
-        self._deadline()
-
-    def _heard(self, reply: bytes | None) -> None:
-        """A Later's answer, in the callback that applied its change: sent now; the
-        requests that came meanwhile wait for a turn of the rota, not served inside
-        that callback."""
-        self._answering = False
-        if reply is None or self._inner is None:
-            return
-        self._send(reply)
-        if self._pending and not self._queued and self._lane is not None:
-            self._queued = True
-            self._rota.add(self._turn)
         self._deadline()
 
     def _send(self, reply: bytes) -> None:
