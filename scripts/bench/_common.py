@@ -202,9 +202,16 @@ class DnsProbe:
         self._thread.join()
 
     def result(self) -> Latency:
-        times = sorted(self._times) or [float("nan")]
+        return DnsProbe.merged([self])
+
+    @staticmethod
+    def merged(probes: list[DnsProbe]) -> Latency:
+        """The answers of several probes (a flood measured in slices) as one."""
+        answered = [t for probe in probes for t in probe._times]
+        times = sorted(answered) or [float("nan")]
         pick = lambda q: times[min(len(times) - 1, int(q * len(times)))] * 1000  # noqa: E731
-        return Latency(pick(0.5), pick(0.99), times[-1] * 1000, len(self._times), self._sent)
+        sent = sum(probe._sent for probe in probes)
+        return Latency(pick(0.5), pick(0.99), times[-1] * 1000, len(answered), sent)
 
     def _query(self, qid: int) -> bytes:
         labels = b"".join(bytes([len(p)]) + p.encode() for p in self._name.split("."))

@@ -1,6 +1,10 @@
 """HTTP benchmark: heartbeats, discovers and registrations per second with wrk, each
 beside a bare aiohttp handler doing the same JSON parse, in the same run.
 
+Each side's run is cut in SLICES pieces taken in turn with the other's (ABBA...): a
+shared VM's pace drifts by a third within a minute, and two 10 s runs one after the
+other put that drift into the ratio.
+
     .venv/bin/python scripts/bench/http.py [--seconds 10] [--quick]
 """
 
@@ -13,8 +17,11 @@ import sys
 sys.path.append(sys.path.pop(0))
 
 import argparse
+import math
 import subprocess
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import _plot
@@ -40,9 +47,11 @@ from _common import (
 )
 
 TYPES = 100  # heartbeats spread over 100 service types, like a real fleet
+SLICES = 4  # pieces of each side's run, taken in turn: ours, bare, bare, ours, ...
+RUN_IDS = 10**7  # instance ids each register run may use
 
 REGISTER_LUA = """
-counter = 0
+counter = @START@  -- each run of the flood registers instances of its own
 request = function()
   counter = counter + 1
   local body = string.format('{"service_type":"bench-%d","instance_id":%d,'
@@ -56,7 +65,8 @@ HEARTBEAT_LUA = """
 counter = 0
 request = function()
   counter = counter + 1
-  local id = counter % @N@ + 2  -- wrk ran the register script once unsent: id 1 never came
+  -- ids 2..@PER@+1 of each register run (wrk ran its script once unsent: id 1 never came)
+  local id = (counter % @RUNS@) * @RUN_IDS@ + math.floor(counter / @RUNS@) % @PER@ + 2
   local path = string.format("/v1/services/bench-%d/instances/%d/heartbeat", id % @TYPES@, id)
   return wrk.format("PUT", path, {["Content-Type"]="application/json"},
     '{"busy":false,"metrics":{"load":12}}')
@@ -86,8 +96,70 @@ def measured(
     return result, cpu_use(proc.pid) - before
 
 
+Side = tuple[subprocess.Popen[bytes], str]  # a server and its URL
+
+
+def in_turns(
+    ours: Side,
+    ref: Side,
+    script: Callable[[int], str],
+    each: int,
+    slices: int,
+    dns: int | None = None,
+) -> Paired:
+    """Both sides, `slices` runs each of `each` seconds, in the order ours, ref, ref,
+    ours, ...; script(n) is the n-th run's wrk script. With `dns`, our server's
+    event-loop lag during its own runs."""
+    runs: dict[int, list[tuple[WrkResult, CpuUse]]] = {0: [], 1: []}
+    probes: list[DnsProbe] = []
+    for turn in range(slices):
+        for side in (0, 1) if turn % 2 == 0 else (1, 0):
+            proc, url = (ours, ref)[side]
+            if side == 0 and dns is not None:
+                with DnsProbe(dns) as probe:
+                    runs[side].append(measured(proc, url, script(turn), each))
+                probes.append(probe)
+            else:
+                runs[side].append(measured(proc, url, script(turn), each))
+    (ours_run, ours_cpu), (ref_run, ref_cpu) = (combined(runs[0]), combined(runs[1]))
+    return Paired(
+        (ours_run, ref_run),
+        (ours_cpu, ref_cpu),
+        DnsProbe.merged(probes) if probes else None,
+        [r.requests for r, _ in runs[0]],
+    )
+
+
+@dataclass
+class Paired:
+    results: tuple[WrkResult, WrkResult]  # ours, the reference's
+    cpu: tuple[CpuUse, CpuUse]
+    lag: Latency | None  # with a DNS probe
+    ours_requests: list[int]  # answered in each of our runs
+
+
+def combined(runs: list[tuple[WrkResult, CpuUse]]) -> tuple[WrkResult, CpuUse]:
+    """Slices of equal length as one run: the mean rate, and at each percentile the
+    slowest slice's latency, an upper bound of the whole's (if no slice has more than
+    1% of its requests slower than x, neither has the whole); wrk's output holds no
+    more of the distribution to merge."""
+    results = [r for r, _ in runs]
+    percentiles = {
+        p: max(r.percentiles.get(p, 0.0) for r in results) for p in results[0].percentiles
+    }
+    result = WrkResult(
+        sum(r.rps for r in results) / len(results),
+        max(r.p99_ms for r in results),
+        sum(r.errors for r in results),
+        sum(r.requests for r in results),
+        percentiles,
+    )
+    used = CpuUse(sum(u.main for _, u in runs), sum(u.others for _, u in runs))
+    return result, used
+
+
 def run(
-    seconds: float, lag: dict[str, Latency], cpu: Cpu
+    each: int, slices: int, lag: dict[str, Latency], cpu: Cpu
 ) -> dict[str, tuple[WrkResult, WrkResult]]:
     results: dict[str, tuple[WrkResult, WrkResult]] = {}
 
@@ -102,22 +174,27 @@ def run(
             wait_http(f"http://127.0.0.1:{http}/v1/health")
             url, ref_url = f"http://127.0.0.1:{http}", f"http://127.0.0.1:{bare_port}"
 
-            def both(name: str, script: str) -> None:
-                ours, ours_cpu = measured(server, url, script, seconds)
-                ref, ref_cpu = measured(bare, ref_url, script, seconds)
-                results[name], cpu[name] = (ours, ref), (ours_cpu, ref_cpu)
+            def both(
+                name: str, script: Callable[[int], str], probe_dns: int | None = None
+            ) -> Paired:
+                paired = in_turns((server, url), (bare, ref_url), script, each, slices, probe_dns)
+                results[name], cpu[name] = paired.results, paired.cpu
+                if paired.lag is not None:
+                    lag[name] = paired.lag
+                return paired
 
-            script = lua(REGISTER_LUA, types=TYPES)
-            with DnsProbe(dns) as probe:  # the event loop's lag while registrations flood
-                ours, ours_cpu = measured(server, url, script, seconds)
-            ref, ref_cpu = measured(bare, ref_url, script, seconds)
-            results["register"], cpu["register"] = (ours, ref), (ours_cpu, ref_cpu)
-            lag["register"] = probe.result()
+            # The event loop's lag while registrations flood: a DNS query every 5 ms.
+            # Run t registers ids from t * RUN_IDS + 1 on: none is a repeat (a heartbeat).
+            register = lambda turn: lua(REGISTER_LUA, types=TYPES, start=turn * RUN_IDS)  # noqa: E731
+            registered = both("register", register, probe_dns=dns).ours_requests
             n = httpx.get(url + "/v1/health").json()["instances"]
-            # ids 1..n-100: the last registrations wrk had in flight when it stopped may
-            # never have been sent, and a heartbeat for them would be a fair 404.
-            both("heartbeat", lua(HEARTBEAT_LUA, n=max(1, n - 100), types=TYPES))
-            both("discover", lua(DISCOVER_LUA, types=TYPES))
+            # The first `per` ids of each run: the last registrations wrk had in flight
+            # when a run stopped may never have been sent, and a heartbeat for them would
+            # be a fair 404.
+            per = max(1, min(registered) - 100)
+            heartbeat = lua(HEARTBEAT_LUA, per=per, runs=slices, run_ids=RUN_IDS, types=TYPES)
+            both("heartbeat", lambda _: heartbeat)
+            both("discover", lambda _: lua(DISCOVER_LUA, types=TYPES))
             results["_instances"] = (WrkResult(n, 0, 0), WrkResult(0, 0, 0))
         finally:
             stop(server)
@@ -136,12 +213,17 @@ def report(
     lag: dict[str, Latency],
     cpu: Cpu,
     command: str,
-    seconds: float,
+    each: int,
+    slices: int,
 ) -> str:
     n = int(results.pop("_instances")[0].rps)
     lines = [
         header("HTTP: heartbeat, discover, register", command),
-        f"wrk, 1 thread, 64 connections, {seconds:g} s each, pinned to core {LOAD_CPU}; "
+        f"wrk, 1 thread, 64 connections, {slices} runs of {each} s for each side, taken "
+        "in turn with the reference (ours, bare, bare, ours, "
+        "...: both meet the same drift of a shared machine; p99 and the plot's "
+        "percentiles are the slowest run's, an upper bound of the whole's), "
+        f"pinned to core {LOAD_CPU}; "
         "the server (SQLite store, uvloop) and the reference (bare aiohttp handler doing the "
         f"same JSON parse, uvloop) on core 0. Heartbeats rotate over the {n} instances the "
         f"register run created, across {TYPES} service types; discover asks for "
@@ -184,16 +266,20 @@ def report(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help=f"per side and operation, in {SLICES} runs"
+    )
     parser.add_argument("--quick", action="store_true", help="1 s each: keeps the script working")
     args = parser.parse_args()
     require("wrk")
     seconds = 1.0 if args.quick else args.seconds
     lag: dict[str, Latency] = {}
     cpu: Cpu = {}
-    results = run(seconds, lag, cpu)
+    slices = 1 if args.quick else SLICES
+    each = max(1, math.ceil(seconds / slices))  # wrk takes whole seconds
+    results = run(each, slices, lag, cpu)
     command = "scripts/bench/http.py" + (" --quick" if args.quick else "")
-    text = report(results, lag, cpu, command, seconds)
+    text = report(results, lag, cpu, command, each, slices)
     if not args.quick:
         kinds = ("register", "heartbeat")
         text += "\n\n" + _plot.latency_percentiles({k: results[k][0].percentiles for k in kinds})
