@@ -77,7 +77,10 @@ class Check:
         }
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, as Event below: a frozen dataclass's __init__ sets each field through
+# object.__setattr__, and the two made a registration execute 7% more instructions
+# (cachegrind, in process). Nothing changes either once made.
+@dataclass(slots=True)
 class InstanceSpec:
     """What a client asks to register: validated, not yet stored."""
 
@@ -214,9 +217,10 @@ class Instance:
 _INSTANCE_FIELDS = tuple(f.name for f in fields(Instance) if f.init)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
-    """One transition of one instance, kept in the bounded event log."""
+    """One transition of one instance, kept in the bounded event log. A value: only
+    apply.stamp numbers a batch's own drafts; nothing changes an event once applied."""
 
     index: int
     time: float
@@ -226,19 +230,6 @@ class Event:
     old_status: Status | None
     new_status: Status | None
     reason: str
-
-    def numbered(self, index: int) -> Event:
-        """This event at change index `index` (dataclasses.replace, without its cost)."""
-        return Event(
-            index,
-            self.time,
-            self.kind,
-            self.service_type,
-            self.instance_id,
-            self.old_status,
-            self.new_status,
-            self.reason,
-        )
 
     def to_dict(self) -> JSONObject:
         return {

@@ -22,7 +22,8 @@ def stamp(batch: Batch, index: int) -> None:
         inst.modify_index = index
         if not inst.create_index:
             inst.create_index = index
-    batch.events = [e.numbered(index) for e in batch.events]
+    for event in batch.events:  # the batch's own drafts, in no log yet
+        event.index = index
 
 
 def apply(view: View, index: int, batch: Batch) -> list[Event]:
