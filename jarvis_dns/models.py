@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
@@ -97,9 +98,10 @@ class InstanceSpec:
     deregister_after_s: float | None = None
 
 
-def instance_key(instance_id: InstanceId) -> str:
-    """The string form of an instance id used in keys and DNS labels."""
-    return str(instance_id)
+# The string form of an instance id used in keys and DNS labels: an integer's digits, a
+# label itself. str itself, not a function that calls it: a registration asks for it
+# about fourteen times, and the call of a Python function was 1.5% of its instructions.
+instance_key: Callable[[InstanceId], str] = str
 
 
 @dataclass(slots=True)
